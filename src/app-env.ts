@@ -1,0 +1,16 @@
+import type { HttpBindings } from "@hono/node-server";
+import type { Account } from "./auth/accounts";
+import type { Session } from "./auth/session";
+
+/** The context variables every route can rely on, typed once (Hono ContextVariableMap habit). */
+export interface AppEnv {
+  Bindings: HttpBindings;
+  Variables: {
+    session: Session | null;
+    account: Account | null;
+    /** The client's address: the socket's, or TRUST_PROXY hops into X-Forwarded-For. */
+    clientIP: string;
+    /** Set by routes whose answer carries session data or a ticket (ASVS 14.3.2). */
+    noStore: boolean;
+  };
+}

@@ -1,0 +1,119 @@
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Hono, type MiddlewareHandler } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { serveStatic } from "@hono/node-server/serve-static";
+import type { AppEnv } from "./app-env";
+import type { AuditLog } from "./audit/log";
+import type { AccountStore } from "./auth/accounts";
+import { csrfMiddleware } from "./auth/csrf";
+import type { LoginAttemptStore } from "./auth/login-attempts";
+import { loginRoutes } from "./auth/login";
+import type { Provider } from "./auth/providers";
+import { sessionRoutes } from "./auth/routes";
+import type { SessionStore } from "./auth/session";
+import { sessionMiddleware } from "./auth/session-middleware";
+import type { Clock } from "./clock";
+import type { Config } from "./config";
+import type { Database } from "./db/database";
+import { clientIP } from "./http/client-ip";
+import { errorHandler, jsonError, notFound } from "./http/errors";
+import { securityHeadersMiddleware } from "./http/headers";
+import { RateLimiter, rateLimitMiddleware } from "./http/rate-limit";
+import type { AssertionSigner } from "./proxy/assertion";
+
+export interface AppDeps {
+  config: Config;
+  db: Database;
+  sessions: SessionStore;
+  accounts: AccountStore;
+  attempts: LoginAttemptStore;
+  providers: Map<string, Provider>;
+  signer: AssertionSigner;
+  audit: AuditLog;
+  clock: Clock;
+  /** True when the game backend answers (for /readyz). */
+  isBackendReady: () => Promise<boolean>;
+  /** Routes mounted by the other parts (ws tickets, /api) on the same middleware stack. */
+  mount?: (app: Hono<AppEnv>) => void;
+}
+
+const PUBLIC_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "../public");
+const BODY_LIMIT = 1024 * 1024;
+const METHODS_IN_USE = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+
+/**
+ * The HTTP side of Portcullis. The middleware order is the security model read top to
+ * bottom: headers on everything, method allowlist, client IP, body limit, session, CSRF,
+ * rate limits, then routes. No I/O happens here; `createApp` only wires.
+ */
+export function createApp(deps: AppDeps): Hono<AppEnv> {
+  const { config, audit } = deps;
+  const app = new Hono<AppEnv>();
+  const providerOrigins = [...new Set([...deps.providers.values()].map((p) => p.authorizationOrigin))];
+
+  app.use(securityHeadersMiddleware({ publicOrigin: config.publicOrigin, formActionOrigins: providerOrigins, connectOrigins: [] }));
+  app.use(async function requestBasics(c, next) {
+    // SECURITY.md H36: only the methods in use; TRACE and friends never reach a route.
+    if (!METHODS_IN_USE.has(c.req.method)) {
+      return jsonError(405, "method_not_allowed", "This method is not used here.");
+    }
+    c.set("noStore", false);
+    c.set("clientIP", clientIP(c.env?.incoming?.socket?.remoteAddress, c.req.header("x-forwarded-for"), config.trustProxy));
+    return next();
+  });
+  const limitBody = bodyLimit({
+    maxSize: BODY_LIMIT,
+    onError: () => jsonError(413, "too_large", "The request body is larger than 1 MiB."),
+  });
+  app.use("/auth/*", limitBody);
+  app.use("/api/*", limitBody);
+  const session = sessionMiddleware(deps.sessions, deps.accounts);
+  app.use("/auth/*", session);
+  app.use("/api/*", session);
+  const csrf = csrfMiddleware(config.allowedOrigins, audit);
+  app.use("/auth/*", csrf);
+  app.use("/api/*", csrf);
+  const loginLimit = rateLimitMiddleware("login", new RateLimiter(config.rateLimits.login, deps.clock), audit);
+  app.use("/auth/login/*", loginLimit);
+  app.use("/auth/callback/*", loginLimit);
+
+  app.route("/auth", loginRoutes(deps));
+  app.route("/auth", sessionRoutes(deps));
+  deps.mount?.(app);
+
+  app.get("/healthz", (c) => c.json({ status: "ok" }));
+  app.get("/readyz", async (c) => {
+    const database = deps.db.isHealthy();
+    const backend = await deps.isBackendReady();
+    return c.json({ status: database && backend ? "ready" : "not_ready", database, backend }, database && backend ? 200 : 503);
+  });
+  app.get("/.well-known/jwks.json", (c) => {
+    c.header("Content-Type", "application/jwk-set+json; charset=utf-8");
+    c.header("Cache-Control", "public, max-age=300");
+    // Game backends on other origins fetch this from their servers, not browsers: no CORS.
+    return c.body(deps.signer.jwksJSON());
+  });
+
+  // A known path with the wrong method is a 405, not a 404 (and GET /auth/logout changes nothing).
+  const methodNotAllowed: MiddlewareHandler<AppEnv> = async () =>
+    jsonError(405, "method_not_allowed", "This route does not take that method.");
+  for (const path of ["/auth/logout", "/auth/ws-ticket", "/auth/me", "/auth/sessions", "/auth/sessions/:id", "/auth/login/:provider", "/auth/callback/:provider", "/healthz", "/readyz"]) {
+    app.all(path, methodNotAllowed);
+  }
+
+  app.use("/*", serveStatic({ root: PUBLIC_DIR }));
+  app.notFound(() => notFound());
+  app.onError(
+    errorHandler((error, c) => {
+      audit.write("request.refused", {
+        status: 500,
+        path: c.req.path,
+        method: c.req.method,
+        detail: error instanceof Error ? error.name : "unknown error",
+      });
+      process.stderr.write(`unexpected error on ${c.req.method} ${c.req.path}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    }),
+  );
+  return app;
+}

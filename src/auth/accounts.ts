@@ -1,0 +1,55 @@
+import { and, eq } from "drizzle-orm";
+import type { Clock, RandomBytes } from "../clock";
+import { randomToken } from "../crypto/random";
+import type { Database } from "../db/database";
+import { accounts, identities, type AccountRow } from "../db/schema";
+import type { ProviderIdentity } from "./providers";
+
+export interface Account {
+  id: string;
+  displayName: string;
+}
+
+/** Accounts and the (issuer, subject) identities that lead to them (OIDC Core 5.7). */
+export class AccountStore {
+  constructor(
+    private readonly db: Database,
+    private readonly clock: Clock,
+    private readonly randomBytes: RandomBytes,
+  ) {}
+
+  /**
+   * The account of this identity; a new account is created right away on its first login.
+   * One transaction, so two simultaneous first logins cannot make two accounts.
+   */
+  findOrCreate(identity: ProviderIdentity, provider: string): { account: Account; created: boolean } {
+    return this.db.orm.transaction((tx) => {
+      const existing = tx
+        .select({ id: accounts.id, displayName: accounts.displayName })
+        .from(identities)
+        .innerJoin(accounts, eq(accounts.id, identities.accountId))
+        .where(and(eq(identities.issuer, identity.issuer), eq(identities.subject, identity.subject)))
+        .get();
+      if (existing !== undefined) {
+        if (existing.displayName !== identity.displayName) {
+          tx.update(accounts).set({ displayName: identity.displayName }).where(eq(accounts.id, existing.id)).run();
+        }
+        return { account: { id: existing.id, displayName: identity.displayName }, created: false };
+      }
+      const now = this.clock.now();
+      const id = randomToken(this.randomBytes, 10);
+      tx.insert(accounts).values({ id, displayName: identity.displayName, createdAt: now }).run();
+      tx.insert(identities).values({ issuer: identity.issuer, subject: identity.subject, accountId: id, provider, createdAt: now }).run();
+      return { account: { id, displayName: identity.displayName }, created: true };
+    });
+  }
+
+  find(id: string): Account | null {
+    const row: Pick<AccountRow, "id" | "displayName"> | undefined = this.db.orm
+      .select({ id: accounts.id, displayName: accounts.displayName })
+      .from(accounts)
+      .where(eq(accounts.id, id))
+      .get();
+    return row ?? null;
+  }
+}

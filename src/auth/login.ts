@@ -1,0 +1,175 @@
+import { Hono, type Context } from "hono";
+import type { AppEnv } from "../app-env";
+import type { AuditLog } from "../audit/log";
+import type { AccountStore } from "./accounts";
+import { LOGIN_COOKIE, SESSION_COOKIE, expiredLoginCookie, loginCookie, readCookie, sessionCookie } from "./cookies";
+import { LOGIN_ATTEMPT_TTL_SECONDS, type LoginAttemptStore } from "./login-attempts";
+import { ProviderError, type Provider } from "./providers";
+import { sanitizeReturnTo } from "./return-to";
+import type { SessionStore } from "./session";
+import type { Clock } from "../clock";
+import { refuse } from "../http/errors";
+import { DecryptionError } from "../crypto/token-cipher";
+
+export interface LoginDeps {
+  providers: Map<string, Provider>;
+  attempts: LoginAttemptStore;
+  accounts: AccountStore;
+  sessions: SessionStore;
+  audit: AuditLog;
+  clock: Clock;
+}
+
+/** `GET /auth/login/:provider` and `GET /auth/callback/:provider` (CONTRACT.md, SECURITY.md C). */
+export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
+  const routes = new Hono<AppEnv>();
+
+  routes.get("/login/:provider", (c) => {
+    const provider = deps.providers.get(c.req.param("provider"));
+    if (provider === undefined) {
+      refuse(404, "unknown_provider", "No such identity provider.");
+    }
+    const returnTo = sanitizeReturnTo(c.req.query("returnTo"));
+    const { handle, attempt } = deps.attempts.start(provider.name, returnTo);
+    deps.audit.write("login.started", { provider: provider.name, ip: c.var.clientIP });
+    c.header("Set-Cookie", loginCookie(handle, LOGIN_ATTEMPT_TTL_SECONDS));
+    c.header("Cache-Control", "no-store");
+    return c.redirect(provider.authorizationURL(attempt).href, 302);
+  });
+
+  routes.get("/callback/:provider", async (c) => {
+    const provider = deps.providers.get(c.req.param("provider"));
+    if (provider === undefined) {
+      refuse(404, "unknown_provider", "No such identity provider.");
+    }
+    // The login-state cookie is single use: expired on every answer, success or not.
+    c.header("Set-Cookie", expiredLoginCookie(), { append: true });
+    c.header("Cache-Control", "no-store");
+    const fail = (reason: string, detail?: string): Response => {
+      deps.audit.write("login.failure", { provider: provider.name, reason, ip: c.var.clientIP, ...(detail ? { detail } : {}) });
+      return failurePage(c);
+    };
+
+    const handle = readCookie(c.req.header("cookie"), LOGIN_COOKIE);
+    const state = c.req.query("state");
+    if (handle === null || state === undefined) {
+      return fail(handle === null ? "no login-state cookie" : "no state");
+    }
+    // Consumed before anything else is looked at, so a replay finds nothing.
+    let attempt;
+    try {
+      attempt = deps.attempts.consume(handle, state);
+    } catch (error) {
+      if (error instanceof DecryptionError) {
+        deps.audit.write("crypto.decrypt.failed", { reason: "login attempt", detail: error.message });
+        return fail("login attempt unreadable");
+      }
+      throw error;
+    }
+    if (attempt === null) {
+      return fail("unknown, expired, replayed or mismatched state");
+    }
+    // RFC 9700 4.4: the callback must be the one of the provider the login started with.
+    if (attempt.provider !== provider.name) {
+      return fail("callback of another provider", `started with ${attempt.provider}`);
+    }
+    const providerError = c.req.query("error");
+    if (providerError !== undefined) {
+      return fail("provider returned an error", providerError);
+    }
+    // RFC 9207 2.4: check `iss` when sent, and insist on it when the provider promises it.
+    const iss = c.req.query("iss");
+    if (iss !== undefined ? iss !== provider.issuer : provider.sendsIssuerInCallback) {
+      return fail("issuer mismatch in callback (RFC 9207)");
+    }
+    const code = c.req.query("code");
+    if (code === undefined || code === "" || code.length > 2048) {
+      return fail("no code");
+    }
+
+    let result;
+    try {
+      result = await provider.completeLogin(code, attempt);
+    } catch (error) {
+      if (error instanceof ProviderError) {
+        return fail(error.code, error.message);
+      }
+      throw error;
+    }
+    const { account, created } = deps.accounts.findOrCreate(result.identity, provider.name);
+
+    // ASVS 7.2.4: always a new session. A session cookie already in this browser (ours from
+    // an earlier login, or one an attacker planted) is ended, never adopted.
+    const previous = readCookie(c.req.header("cookie"), SESSION_COOKIE);
+    const previousSession = previous === null ? null : deps.sessions.validate(previous, { slide: false });
+    if (previousSession !== null) {
+      deps.sessions.end(previousSession.id, previousSession.accountId, "replaced");
+    }
+    const { session, token } = deps.sessions.create({
+      accountId: account.id,
+      provider: provider.name,
+      userAgent: c.req.header("user-agent") ?? "",
+      tokens: result.tokens,
+    });
+    deps.audit.write("login.success", {
+      provider: provider.name,
+      accountId: account.id,
+      sessionId: session.id,
+      ip: c.var.clientIP,
+      ...(created ? { detail: "account created" } : {}),
+    });
+    c.header("Set-Cookie", sessionCookie(token, (session.expiresAt - deps.clock.now()) / 1000), { append: true });
+    return continuePage(c, attempt.returnTo);
+  });
+
+  return routes;
+}
+
+/**
+ * RFC 6265bis 8.8: a SameSite=Strict cookie set at the end of a cross-site redirect chain is
+ * withheld from a 302 that follows it, so the callback answers 200 and the page navigates
+ * same-origin itself. A meta refresh needs no script, so the CSP stays strict.
+ */
+function continuePage(c: Context<AppEnv>, returnTo: string): Response {
+  const target = escapeHTML(returnTo);
+  return c.html(
+    `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="refresh" content="0;url=${target}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Signed in</title>
+<link rel="stylesheet" href="/style.css">
+</head>
+<body class="notice">
+<main><h1>Signed in</h1><p><a id="continue" href="${target}">Continue to the game</a></p></main>
+</body>
+</html>
+`,
+    200,
+  );
+}
+
+function failurePage(c: Context<AppEnv>): Response {
+  return c.html(
+    `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Login failed</title>
+<link rel="stylesheet" href="/style.css">
+</head>
+<body class="notice">
+<main><h1>Login failed</h1><p>The login could not be completed. Nothing was saved.</p><p><a href="/">Back to the game</a> and try again.</p></main>
+</body>
+</html>
+`,
+    400,
+  );
+}
+
+function escapeHTML(value: string): string {
+  return value.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
+}

@@ -1,0 +1,26 @@
+const PROBE_ORIGIN = "http://portcullis.invalid";
+
+/**
+ * A `returnTo` that can only lead back into this origin (SECURITY.md C15): a path starting
+ * with a single `/`. Protocol-relative (`//evil`), backslash (`/\evil`, which browsers read
+ * as `//evil`), absolute URLs, control characters and anything that resolves elsewhere
+ * become `/`.
+ */
+export function sanitizeReturnTo(value: string | undefined | null): string {
+  if (typeof value !== "string" || value.length === 0 || value.length > 512) {
+    return "/";
+  }
+  if (!value.startsWith("/") || value.startsWith("//") || value.includes("\\") || /[\u0000-\u001f\u007f]/.test(value)) {
+    return "/";
+  }
+  let url: URL;
+  try {
+    url = new URL(value, PROBE_ORIGIN);
+  } catch {
+    return "/";
+  }
+  if (url.origin !== PROBE_ORIGIN || url.pathname.startsWith("//")) {
+    return "/";
+  }
+  return `${url.pathname}${url.search}${url.hash}`;
+}

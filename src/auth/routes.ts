@@ -1,0 +1,109 @@
+import { Hono } from "hono";
+import type { AppEnv } from "../app-env";
+import type { AuditLog } from "../audit/log";
+import type { Account } from "./accounts";
+import { expiredSessionCookie } from "./cookies";
+import type { Provider } from "./providers";
+import type { Session, SessionStore } from "./session";
+import { refuse } from "../http/errors";
+import { DecryptionError } from "../crypto/token-cipher";
+
+export interface SessionRouteDeps {
+  sessions: SessionStore;
+  providers: Map<string, Provider>;
+  audit: AuditLog;
+}
+
+/** The session and account of a request that must have one; 401 otherwise. */
+export function requireSession(c: { var: AppEnv["Variables"] }): { session: Session; account: Account } {
+  const { session, account } = c.var;
+  if (session === null || account === null) {
+    refuse(401, "no_session", "You are not logged in, or your session has ended.");
+  }
+  return { session, account };
+}
+
+/** `/auth/me`, `/auth/logout`, `/auth/sessions` and `/auth/providers`. */
+export function sessionRoutes(deps: SessionRouteDeps): Hono<AppEnv> {
+  const routes = new Hono<AppEnv>();
+
+  routes.get("/providers", (c) =>
+    c.json({ providers: [...deps.providers.values()].map((p) => ({ name: p.name, label: p.label })) }),
+  );
+
+  routes.get("/me", (c) => {
+    const { session, account } = requireSession(c);
+    c.set("noStore", true);
+    return c.json({
+      user: { id: account.id, displayName: account.displayName, provider: session.provider },
+      session: {
+        id: session.id,
+        expiresAt: new Date(session.expiresAt).toISOString(),
+        idleExpiresAt: new Date(session.idleExpiresAt).toISOString(),
+      },
+    });
+  });
+
+  routes.post("/logout", async (c) => {
+    const { session } = requireSession(c);
+    let refreshToken: string | null = null;
+    try {
+      refreshToken = deps.sessions.readTokens(session.id)?.refreshToken ?? null;
+    } catch (error) {
+      if (!(error instanceof DecryptionError)) throw error;
+      deps.audit.write("crypto.decrypt.failed", { sessionId: session.id, reason: "refresh token at logout" });
+    }
+    // The row goes first: whatever the provider says, this session is over (ASVS 7.4.1).
+    deps.sessions.end(session.id, session.accountId, "logout");
+    const provider = deps.providers.get(session.provider);
+    if (refreshToken !== null && provider?.revoke) {
+      try {
+        await provider.revoke(refreshToken);
+      } catch (error) {
+        deps.audit.write("token.revoke.failed", {
+          sessionId: session.id,
+          provider: provider.name,
+          detail: error instanceof Error ? error.message : "revocation failed",
+        });
+      }
+    }
+    c.header("Set-Cookie", expiredSessionCookie());
+    c.header("Clear-Site-Data", '"cookies"');
+    return c.body(null, 204);
+  });
+
+  routes.get("/sessions", (c) => {
+    const { session, account } = requireSession(c);
+    c.set("noStore", true);
+    return c.json({
+      sessions: deps.sessions.list(account.id, session.id).map((s) => ({
+        id: s.id,
+        createdAt: new Date(s.createdAt).toISOString(),
+        lastSeenAt: new Date(s.lastSeenAt).toISOString(),
+        userAgent: s.userAgent,
+        current: s.current,
+      })),
+    });
+  });
+
+  routes.delete("/sessions/:id", (c) => {
+    const { session, account } = requireSession(c);
+    const target = c.req.param("id");
+    // Another user's session id looks exactly like an unknown one: 404, nothing revealed.
+    if (!deps.sessions.revoke(account.id, target, "revoked")) {
+      refuse(404, "not_found", "No such session.");
+    }
+    if (target === session.id) {
+      c.header("Set-Cookie", expiredSessionCookie());
+    }
+    return c.body(null, 204);
+  });
+
+  routes.delete("/sessions", (c) => {
+    const { session, account } = requireSession(c);
+    deps.sessions.revokeOthers(account.id, session.id);
+    return c.body(null, 204);
+  });
+
+  return routes;
+}

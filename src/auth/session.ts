@@ -1,0 +1,314 @@
+import { and, eq, lte, ne, or, sql } from "drizzle-orm";
+import type { Statement } from "better-sqlite3";
+import type { AuditLog } from "../audit/log";
+import type { Clock, RandomBytes } from "../clock";
+import { TokenCipher } from "../crypto/token-cipher";
+import { constantTimeEqual, sha256 } from "../crypto/hash";
+import { randomToken } from "../crypto/random";
+import type { Database } from "../db/database";
+import { sessions, type SessionRow } from "../db/schema";
+import type { SessionEndReason, SessionEvents } from "./session-events";
+
+/** A validated, live session. Provider tokens are not part of it: see {@link SessionStore.readTokens}. */
+export interface Session {
+  id: string;
+  accountId: string;
+  provider: string;
+  createdAt: number;
+  lastSeenAt: number;
+  expiresAt: number;
+  idleExpiresAt: number;
+  userAgent: string;
+  accessTokenExpiresAt: number | null;
+  version: number;
+}
+
+export interface ProviderTokens {
+  accessToken: string;
+  /** Milliseconds since the epoch, when the provider said. */
+  accessTokenExpiresAt: number | null;
+  refreshToken: string | null;
+  refreshTokenExpiresAt: number | null;
+  idToken: string | null;
+}
+
+export interface SessionListing {
+  id: string;
+  createdAt: number;
+  lastSeenAt: number;
+  userAgent: string;
+  current: boolean;
+}
+
+export interface SessionStoreOptions {
+  idleTimeoutSeconds: number;
+  absoluteTimeoutSeconds: number;
+}
+
+// ID: 16 bytes (128 bits) in base32, 26 characters; public within the user's own list.
+const ID_BYTES = 16;
+// Secret: 25 bytes from the CSPRNG, 200 bits of entropy, 40 base32 characters. Only its
+// SHA-256 is stored, so a copy of the database cannot be turned into a cookie (ASVS 7.2.3).
+const SECRET_BYTES = 25;
+const TOKEN_PATTERN = /^([a-z2-7]{26})\.([a-z2-7]{40})$/;
+// ASVS 7.3.1 wants idle expiry; writing last_seen_at on every request would turn every read
+// into a write, so the sliding window moves at most once a minute per session.
+const SLIDE_THROTTLE_MS = 60_000;
+const USER_AGENT_MAX = 256;
+
+type TokenField = "access_token" | "refresh_token" | "id_token";
+
+/**
+ * Server-side sessions (Copenhagen Book; Lucia's `validateSessionToken`). Unknown, expired or
+ * forged tokens are expected outcomes and return null; a broken database throws.
+ */
+export class SessionStore {
+  private readonly selectById: Statement<[string], SessionRow | undefined>;
+  private readonly idleMs: number;
+  private readonly absoluteMs: number;
+
+  constructor(
+    private readonly db: Database,
+    private readonly cipher: TokenCipher,
+    private readonly events: SessionEvents,
+    private readonly audit: AuditLog,
+    private readonly clock: Clock,
+    private readonly randomBytes: RandomBytes,
+    options: SessionStoreOptions,
+  ) {
+    this.idleMs = options.idleTimeoutSeconds * 1000;
+    this.absoluteMs = options.absoluteTimeoutSeconds * 1000;
+    // The session lookup is on every request and every upgrade: one prepared statement.
+    this.selectById = db.sqlite.prepare(
+      `SELECT id, account_id AS accountId, secret_hash AS secretHash, provider, created_at AS createdAt,
+              last_seen_at AS lastSeenAt, expires_at AS expiresAt, user_agent AS userAgent,
+              access_token AS accessToken, access_token_expires_at AS accessTokenExpiresAt,
+              refresh_token AS refreshToken, id_token AS idToken, version
+         FROM sessions WHERE id = ?`,
+    ) as Statement<[string], SessionRow | undefined>;
+  }
+
+  /** Creates a new session (never reuses one: ASVS 7.2.4) and returns it with its token. */
+  create(input: { accountId: string; provider: string; userAgent: string; tokens: ProviderTokens }): {
+    session: Session;
+    token: string;
+  } {
+    const now = this.clock.now();
+    const id = randomToken(this.randomBytes, ID_BYTES);
+    const secret = randomToken(this.randomBytes, SECRET_BYTES);
+    // BBA: the session must not outlive the provider's refresh token, when we know its lifetime.
+    const refreshCap = input.tokens.refreshTokenExpiresAt ?? Number.POSITIVE_INFINITY;
+    const expiresAt = Math.min(now + this.absoluteMs, refreshCap);
+    this.db.orm
+      .insert(sessions)
+      .values({
+        id,
+        accountId: input.accountId,
+        secretHash: sha256(secret),
+        provider: input.provider,
+        createdAt: now,
+        lastSeenAt: now,
+        expiresAt,
+        userAgent: input.userAgent.slice(0, USER_AGENT_MAX),
+        accessToken: this.cipher.seal(input.tokens.accessToken, associatedData(id, "access_token")),
+        accessTokenExpiresAt: input.tokens.accessTokenExpiresAt,
+        refreshToken: this.sealOptional(input.tokens.refreshToken, id, "refresh_token"),
+        idToken: this.sealOptional(input.tokens.idToken, id, "id_token"),
+      })
+      .run();
+    this.audit.write("session.created", { sessionId: id, accountId: input.accountId, provider: input.provider });
+    const row = this.selectById.get(id);
+    if (row === undefined) {
+      throw new Error("session vanished right after insert");
+    }
+    return { session: this.toSession(row), token: `${id}.${secret}` };
+  }
+
+  /**
+   * The session a cookie names, or null. Slides the idle window unless `slide` is false.
+   */
+  validate(token: string, options: { slide: boolean }): Session | null {
+    const match = TOKEN_PATTERN.exec(token);
+    if (match === null) {
+      return null;
+    }
+    const [, id, secret] = match as unknown as [string, string, string];
+    const row = this.selectById.get(id);
+    if (row === undefined) {
+      return null;
+    }
+    if (!constantTimeEqual(sha256(secret), row.secretHash)) {
+      return null;
+    }
+    const now = this.clock.now();
+    if (now >= row.expiresAt || now >= row.lastSeenAt + this.idleMs) {
+      this.end(row.id, row.accountId, "expired");
+      return null;
+    }
+    if (options.slide && now - row.lastSeenAt >= SLIDE_THROTTLE_MS) {
+      this.db.orm.update(sessions).set({ lastSeenAt: now }).where(eq(sessions.id, row.id)).run();
+      row.lastSeenAt = now;
+    }
+    return this.toSession(row);
+  }
+
+  /** The session by id if it still lives, without sliding it (for the socket recheck). */
+  findLive(id: string): Session | null {
+    const row = this.selectById.get(id);
+    if (row === undefined) {
+      return null;
+    }
+    const now = this.clock.now();
+    if (now >= row.expiresAt || now >= row.lastSeenAt + this.idleMs) {
+      this.end(row.id, row.accountId, "expired");
+      return null;
+    }
+    return this.toSession(row);
+  }
+
+  list(accountId: string, currentId: string): SessionListing[] {
+    const now = this.clock.now();
+    return this.db.orm
+      .select({
+        id: sessions.id,
+        createdAt: sessions.createdAt,
+        lastSeenAt: sessions.lastSeenAt,
+        userAgent: sessions.userAgent,
+        expiresAt: sessions.expiresAt,
+      })
+      .from(sessions)
+      .where(eq(sessions.accountId, accountId))
+      .orderBy(sessions.createdAt)
+      .all()
+      .filter((row) => now < row.expiresAt && now < row.lastSeenAt + this.idleMs)
+      .map((row) => ({
+        id: row.id,
+        createdAt: row.createdAt,
+        lastSeenAt: row.lastSeenAt,
+        userAgent: row.userAgent,
+        current: row.id === currentId,
+      }));
+  }
+
+  /** Ends one of the account's own sessions; false when it is not theirs or already gone. */
+  revoke(accountId: string, sessionId: string, reason: SessionEndReason): boolean {
+    return this.end(sessionId, accountId, reason);
+  }
+
+  /** Ends every other session of the account; returns how many. */
+  revokeOthers(accountId: string, currentId: string): number {
+    const ended = this.db.orm
+      .delete(sessions)
+      .where(and(eq(sessions.accountId, accountId), ne(sessions.id, currentId)))
+      .returning({ id: sessions.id })
+      .all();
+    for (const { id } of ended) {
+      this.announce(id, accountId, "revoked");
+    }
+    return ended.length;
+  }
+
+  /** Deletes the session row if it belongs to `accountId`; publishes its end. */
+  end(sessionId: string, accountId: string, reason: SessionEndReason): boolean {
+    const ended = this.db.orm
+      .delete(sessions)
+      .where(and(eq(sessions.id, sessionId), eq(sessions.accountId, accountId)))
+      .returning({ id: sessions.id })
+      .all();
+    if (ended.length === 0) {
+      return false;
+    }
+    this.announce(sessionId, accountId, reason);
+    return true;
+  }
+
+  /** Deletes every session past its idle or absolute expiry. */
+  sweepExpired(): number {
+    const now = this.clock.now();
+    const expired = this.db.orm
+      .delete(sessions)
+      .where(or(lte(sessions.expiresAt, now), lte(sql`${sessions.lastSeenAt} + ${this.idleMs}`, now)))
+      .returning({ id: sessions.id, accountId: sessions.accountId })
+      .all();
+    for (const { id, accountId } of expired) {
+      this.announce(id, accountId, "expired");
+    }
+    return expired.length;
+  }
+
+  /** Opens the session's provider tokens. Throws {@link DecryptionError} on tampering. */
+  readTokens(sessionId: string): ProviderTokens | null {
+    const row = this.selectById.get(sessionId);
+    if (row === undefined || row.accessToken === null) {
+      return null;
+    }
+    return {
+      accessToken: this.cipher.open(row.accessToken, associatedData(sessionId, "access_token")),
+      accessTokenExpiresAt: row.accessTokenExpiresAt,
+      refreshToken: this.openOptional(row.refreshToken, sessionId, "refresh_token"),
+      refreshTokenExpiresAt: null,
+      idToken: this.openOptional(row.idToken, sessionId, "id_token"),
+    };
+  }
+
+  /**
+   * Stores refreshed tokens if nobody else refreshed since `expectedVersion` was read
+   * (compare-and-swap on `version`, so two processes cannot both rotate a refresh token).
+   * Returns false when the swap lost.
+   */
+  replaceTokens(sessionId: string, expectedVersion: number, tokens: ProviderTokens): boolean {
+    const refreshCap = tokens.refreshTokenExpiresAt;
+    const result = this.db.orm
+      .update(sessions)
+      .set({
+        accessToken: this.cipher.seal(tokens.accessToken, associatedData(sessionId, "access_token")),
+        accessTokenExpiresAt: tokens.accessTokenExpiresAt,
+        refreshToken: this.sealOptional(tokens.refreshToken, sessionId, "refresh_token"),
+        idToken: this.sealOptional(tokens.idToken, sessionId, "id_token"),
+        version: sql`${sessions.version} + 1`,
+        ...(refreshCap === null ? {} : { expiresAt: sql`min(${sessions.expiresAt}, ${refreshCap})` }),
+      })
+      .where(and(eq(sessions.id, sessionId), eq(sessions.version, expectedVersion)))
+      .run();
+    return result.changes === 1;
+  }
+
+  /** The current version of a session row, or null when it is gone. */
+  version(sessionId: string): number | null {
+    return this.selectById.get(sessionId)?.version ?? null;
+  }
+
+  private announce(sessionId: string, accountId: string, reason: SessionEndReason): void {
+    const event = reason === "logout" ? "session.logged_out" : reason === "expired" ? "session.expired" : "session.revoked";
+    this.audit.write(event, { sessionId, accountId, reason });
+    this.events.publishEnded({ sessionId, accountId, reason });
+  }
+
+  private toSession(row: SessionRow): Session {
+    return {
+      id: row.id,
+      accountId: row.accountId,
+      provider: row.provider,
+      createdAt: row.createdAt,
+      lastSeenAt: row.lastSeenAt,
+      expiresAt: row.expiresAt,
+      idleExpiresAt: Math.min(row.lastSeenAt + this.idleMs, row.expiresAt),
+      userAgent: row.userAgent,
+      accessTokenExpiresAt: row.accessTokenExpiresAt,
+      version: row.version,
+    };
+  }
+
+  private sealOptional(value: string | null, sessionId: string, field: TokenField): string | null {
+    return value === null ? null : this.cipher.seal(value, associatedData(sessionId, field));
+  }
+
+  private openOptional(value: string | null, sessionId: string, field: TokenField): string | null {
+    return value === null ? null : this.cipher.open(value, associatedData(sessionId, field));
+  }
+}
+
+/** SECURITY.md D17: associated data = session id + field name. */
+function associatedData(sessionId: string, field: TokenField): string {
+  return `portcullis/session/${sessionId}/${field}`;
+}

@@ -1,0 +1,58 @@
+import type { MiddlewareHandler } from "hono";
+import type { AppEnv } from "../app-env";
+
+export interface SecurityHeadersOptions {
+  publicOrigin: string;
+  /** Origins a login form may be submitted to (CSP form-action): the providers'. */
+  formActionOrigins: string[];
+  /** Extra origins the page may connect to. */
+  connectOrigins: string[];
+}
+
+/**
+ * SECURITY.md F on every answer, 404s and refusals included: it runs after the handler and
+ * after `onError`, so nothing leaves without these headers.
+ */
+export function securityHeadersMiddleware(options: SecurityHeadersOptions): MiddlewareHandler<AppEnv> {
+  const wsOrigin = options.publicOrigin.replace(/^http/, "ws");
+  const csp = [
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data:",
+    "object-src 'none'",
+    "base-uri 'none'",
+    "frame-ancestors 'none'",
+    `form-action 'self' ${options.formActionOrigins.join(" ")}`.trim(),
+    `connect-src 'self' ${[wsOrigin, ...options.connectOrigins].join(" ")}`.trim(),
+  ].join("; ");
+  const overTLS = options.publicOrigin.startsWith("https://");
+  const fixed: [string, string][] = [
+    ["Content-Security-Policy", csp],
+    ["X-Content-Type-Options", "nosniff"],
+    ["Cross-Origin-Opener-Policy", "same-origin"],
+    ["Cross-Origin-Resource-Policy", "same-origin"],
+    // Not no-referrer: that would turn the Origin of same-origin form posts into "null".
+    ["Referrer-Policy", "strict-origin-when-cross-origin"],
+    ["X-Frame-Options", "DENY"],
+  ];
+  if (overTLS) {
+    // The public origin is https (directly or behind a TLS proxy): pin it (ASVS 12.1).
+    fixed.push(["Strict-Transport-Security", "max-age=31536000; includeSubDomains"]);
+  }
+  return async function securityHeaders(c, next) {
+    await next();
+    const headers = c.res.headers;
+    for (const [name, value] of fixed) {
+      headers.set(name, value);
+    }
+    headers.delete("X-Powered-By");
+    const type = headers.get("content-type");
+    if (type !== null && /^(text\/|application\/(json|javascript|manifest\+json))/i.test(type) && !/charset=/i.test(type)) {
+      headers.set("content-type", `${type}; charset=utf-8`);
+    }
+    if (headers.has("set-cookie") || c.var.noStore) {
+      headers.set("Cache-Control", "no-store");
+    }
+  };
+}

@@ -1,0 +1,93 @@
+import { resolve } from "node:path";
+import { ConfigError, loadConfig, readEnvironment, type Config } from "./config";
+import { startDemoIdP, type DemoIdP } from "./demo/idp";
+import { loadOrCreateDemoSecrets } from "./demo/secrets";
+import { startPortcullis } from "./portcullis";
+
+const DEMO_CLIENT_ID = "portcullis-demo";
+
+/** Start-up: loadConfig → (demo parts) → startPortcullis → signals. */
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig(readEnvironment());
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.message}\n`);
+      process.exit(1);
+    }
+    throw error;
+  }
+
+  const stops: (() => Promise<void>)[] = [];
+  let keys;
+  if (config.demo !== null) {
+    const secrets = loadOrCreateDemoSecrets(resolve(config.databasePath, "../demo-secrets.json"));
+    keys = secrets;
+    const idp: DemoIdP = await startDemoIdP({
+      port: config.demo.idpPort,
+      clients: [
+        { clientId: DEMO_CLIENT_ID, clientSecret: secrets.demoClientSecret, redirectURIs: [`${config.publicOrigin}/auth/callback/demo`] },
+      ],
+      cookieKeys: secrets.idpCookieKeys,
+    });
+    stops.push(() => idp.close());
+    config = {
+      ...config,
+      providers: [
+        {
+          kind: "oidc",
+          name: "demo",
+          label: "Demo login",
+          issuer: idp.issuer,
+          clientId: DEMO_CLIENT_ID,
+          clientSecret: secrets.demoClientSecret,
+          scopes: ["openid", "profile", "offline_access"],
+        },
+      ],
+    };
+    const game = await startDemoGameIfPresent(config);
+    if (game !== null) {
+      stops.push(game.close);
+      config = { ...config, gameBackendURL: config.gameBackendURL ?? game.url };
+    }
+    process.stdout.write(
+      [
+        "",
+        "  ┌──────────────────────────────────────────────────────────────┐",
+        "  │  PORTCULLIS DEMO MODE — for development only, not production │",
+        "  └──────────────────────────────────────────────────────────────┘",
+        `  demo identity provider (any name, no password): ${idp.issuer}`,
+        `  demo game backend:                              ${config.gameBackendURL ?? "(none)"}`,
+        `  keys generated and kept in ${resolve(config.databasePath, "../demo-secrets.json")} (0600)`,
+        "",
+      ].join("\n") + "\n",
+    );
+  }
+
+  const portcullis = await startPortcullis(config, keys ? { keys } : {});
+  process.stdout.write(`  Portcullis is serving ${config.publicOrigin} (bound to ${portcullis.url})\n  Open ${config.publicOrigin}/ and log in.\n\n`);
+
+  let stopping = false;
+  const shutdown = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write(`  ${signal}: shutting down…\n`);
+    await portcullis.close();
+    await Promise.allSettled(stops.map((stop) => stop()));
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+}
+
+/** The demo game backend, once it exists (src/demo/game.ts). */
+async function startDemoGameIfPresent(config: Config): Promise<{ url: string; close: () => Promise<void> } | null> {
+  void config;
+  return null;
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`Portcullis failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,160 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import type { Writable } from "node:stream";
+import { getRequestListener } from "@hono/node-server";
+import { createApp } from "./app";
+import { createAuditLog, type AuditLog } from "./audit/log";
+import { AccountStore } from "./auth/accounts";
+import { LoginAttemptStore } from "./auth/login-attempts";
+import { createProviders, type Provider } from "./auth/providers";
+import { SessionStore } from "./auth/session";
+import { SessionEvents } from "./auth/session-events";
+import { secureRandomBytes, systemClock, type Clock, type RandomBytes } from "./clock";
+import type { Config, NamedKey } from "./config";
+import { hmacSHA256 } from "./crypto/hash";
+import { TokenCipher } from "./crypto/token-cipher";
+import { openDatabase, type Database } from "./db/database";
+import { AssertionSigner } from "./proxy/assertion";
+
+export interface PortcullisOptions {
+  clock?: Clock;
+  randomBytes?: RandomBytes;
+  /** Where audit lines go (stdout by default). */
+  auditStream?: Writable;
+  /** A server already listening (tests listen on port 0 first to learn PUBLIC_ORIGIN). */
+  server?: Server;
+  /** Used for provider discovery and identity APIs. */
+  fetch?: typeof fetch;
+  /** Keys for demo mode, when the configuration has none. */
+  keys?: { tokenEncryptionKeys: NamedKey[]; assertionSigningKeys: NamedKey[] };
+}
+
+export interface Portcullis {
+  config: Config;
+  server: Server;
+  /** `http://host:port` the server actually listens on. */
+  url: string;
+  db: Database;
+  sessions: SessionStore;
+  events: SessionEvents;
+  audit: AuditLog;
+  signer: AssertionSigner;
+  cipher: TokenCipher;
+  providers: Map<string, Provider>;
+  close(): Promise<void>;
+}
+
+// Node's defaults are 60 s for headers and 300 s per request; SECURITY.md H35 wants ≤20/30.
+const HEADERS_TIMEOUT_MS = 15_000;
+const REQUEST_TIMEOUT_MS = 30_000;
+const KEEP_ALIVE_TIMEOUT_MS = 5_000;
+const MAX_HEADER_BYTES = 16 * 1024;
+const SWEEP_INTERVAL_MS = 60_000;
+
+/** The composition root: builds every part from the configuration and starts serving. */
+export async function startPortcullis(config: Config, options: PortcullisOptions = {}): Promise<Portcullis> {
+  const clock = options.clock ?? systemClock;
+  const randomBytes = options.randomBytes ?? secureRandomBytes;
+  const tokenKeys = config.tokenEncryptionKeys ?? options.keys?.tokenEncryptionKeys;
+  const signingKeys = config.assertionSigningKeys ?? options.keys?.assertionSigningKeys;
+  if (tokenKeys === undefined || signingKeys === undefined) {
+    throw new Error("no TOKEN_ENCRYPTION_KEYS / ASSERTION_SIGNING_KEYS (demo keys are only generated in demo mode)");
+  }
+
+  const providers = await createProviders(config.providers, { publicOrigin: config.publicOrigin, clock, fetch: options.fetch });
+  const db = openDatabase(config.databasePath);
+  // The audit log names sessions by a keyed hash; the key is derived from the first token key.
+  const audit = createAuditLog({
+    stream: options.auditStream,
+    filePath: config.auditLogPath,
+    hashKey: hmacSHA256((tokenKeys[0] as NamedKey).key, "portcullis audit session hash"),
+    clock,
+  });
+  const cipher = new TokenCipher(tokenKeys, randomBytes);
+  const events = new SessionEvents();
+  const sessions = new SessionStore(db, cipher, events, audit, clock, randomBytes, {
+    idleTimeoutSeconds: config.sessionIdleTimeoutSeconds,
+    absoluteTimeoutSeconds: config.sessionAbsoluteTimeoutSeconds,
+  });
+  const accounts = new AccountStore(db, clock, randomBytes);
+  const attempts = new LoginAttemptStore(db, cipher, clock, randomBytes);
+  const signer = new AssertionSigner(signingKeys, config.publicOrigin, clock, randomBytes);
+
+  const app = createApp({
+    config,
+    db,
+    sessions,
+    accounts,
+    attempts,
+    providers,
+    signer,
+    audit,
+    clock,
+    isBackendReady: () => probe(config.gameBackendURL),
+  });
+
+  const server = options.server ?? createHTTPServer();
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  server.requestTimeout = REQUEST_TIMEOUT_MS;
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+  server.maxConnections = config.maxConnections;
+  // maxHeaderSize is a creation option; for a server made elsewhere the process default
+  // (16 KiB since Node 14) already applies. Larger headers get 431.
+  server.on("request", getRequestListener(app.fetch));
+  server.on("upgrade", (_req, socket: Socket) => {
+    socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+  });
+  if (!server.listening) {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(config.port, config.host, () => resolve());
+    });
+  }
+  const address = server.address() as AddressInfo;
+  const url = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
+
+  const sweeper = setInterval(() => sessions.sweepExpired(), SWEEP_INTERVAL_MS);
+  sweeper.unref();
+  audit.write("server.started", { detail: `listening on ${url} for ${config.publicOrigin}` });
+
+  return {
+    config,
+    server,
+    url,
+    db,
+    sessions,
+    events,
+    audit,
+    signer,
+    cipher,
+    providers,
+    async close() {
+      clearInterval(sweeper);
+      audit.write("server.stopping");
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+      audit.flush();
+      db.close();
+    },
+  };
+}
+
+export function createHTTPServer(): Server {
+  return createServer({ maxHeaderSize: MAX_HEADER_BYTES });
+}
+
+/** True when something answers HTTP at the game backend's base URL within 2 s. */
+async function probe(base: string | null): Promise<boolean> {
+  if (base === null) {
+    return false;
+  }
+  try {
+    const response = await fetch(base, { redirect: "manual", signal: AbortSignal.timeout(2_000) });
+    await response.body?.cancel();
+    return true;
+  } catch {
+    return false;
+  }
+}
