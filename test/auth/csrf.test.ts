@@ -1,0 +1,93 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startHarness, type Harness } from "../fixtures/harness";
+
+describe("CSRF and Origin (SECURITY.md B)", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ env: { ALLOWED_ORIGINS: "https://beta.play.example" } });
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  const refusals: [string, (origin: string) => Record<string, string>][] = [
+    ["Origin: https://evil.example", () => ({ "x-csrf": "1", origin: "https://evil.example" })],
+    ["Origin: null", () => ({ "x-csrf": "1", origin: "null" })],
+    ["no Origin", () => ({ "x-csrf": "1" })],
+    ["a lookalike Origin (suffix)", (origin) => ({ "x-csrf": "1", origin: `${origin}.evil.com` })],
+    ["a lookalike Origin (other port)", (origin) => ({ "x-csrf": "1", origin: origin.replace(/:\d+$/, ":1") })],
+    ["a lookalike Origin (https)", (origin) => ({ "x-csrf": "1", origin: origin.replace("http:", "https:") })],
+    ["Sec-Fetch-Site: same-site", () => ({ "x-csrf": "1", "sec-fetch-site": "same-site" })],
+    ["Sec-Fetch-Site: cross-site with no Origin", () => ({ "x-csrf": "1", "sec-fetch-site": "cross-site" })],
+    ["a foreign Origin even with Sec-Fetch-Site: same-origin", () => ({ "x-csrf": "1", origin: "https://evil.example", "sec-fetch-site": "same-origin" })],
+    ["missing X-CSRF", (origin) => ({ origin })],
+    ["X-CSRF: 0", (origin) => ({ "x-csrf": "0", origin })],
+    ["a text/plain form post", (origin) => ({ origin, "content-type": "text/plain" })],
+    ["a urlencoded form post from another site", () => ({ origin: "https://evil.example", "content-type": "application/x-www-form-urlencoded" })],
+  ];
+
+  it.each(refusals)("refuses POST /auth/logout with %s: 403, session untouched, one audit event", async (_name, headers) => {
+    const { token } = await h.login("csrf-target");
+    const before = h.audit.named("csrf.refused").length;
+    const response = await fetch(`${h.origin}/auth/logout`, {
+      method: "POST",
+      headers: { cookie: `__Host-Http-session=${token}`, ...headers(h.origin) },
+      body: headers(h.origin)["content-type"] ? "a=b" : null,
+    });
+    expect(response.status).toBe(403);
+    expect(await response.json()).toEqual({ error: "csrf", message: expect.any(String) });
+    expect(response.headers.get("access-control-allow-origin")).toBeNull();
+    expect(h.audit.named("csrf.refused").length).toBe(before + 1);
+    const me = await fetch(`${h.origin}/auth/me`, { headers: { cookie: `__Host-Http-session=${token}` } });
+    expect(me.status).toBe(200);
+  });
+
+  it.each(refusals)("refuses DELETE /auth/sessions with %s", async (_name, headers) => {
+    const victim = await h.login("csrf-multi");
+    const other = await h.login("csrf-multi");
+    const response = await fetch(`${h.origin}/auth/sessions`, {
+      method: "DELETE",
+      headers: { cookie: `__Host-Http-session=${victim.token}`, ...headers(h.origin) },
+    });
+    expect(response.status).toBe(403);
+    const me = await fetch(`${h.origin}/auth/me`, { headers: { cookie: `__Host-Http-session=${other.token}` } });
+    expect(me.status).toBe(200);
+  });
+
+  it.each([
+    ["the public origin", (origin: string) => ({ "x-csrf": "1", origin })],
+    ["an ALLOWED_ORIGINS entry", () => ({ "x-csrf": "1", origin: "https://beta.play.example" })],
+    ["no Origin but Sec-Fetch-Site: same-origin", () => ({ "x-csrf": "1", "sec-fetch-site": "same-origin" })],
+    ["Origin: null with Sec-Fetch-Site: same-origin", () => ({ "x-csrf": "1", origin: "null", "sec-fetch-site": "same-origin" })],
+  ])("accepts %s", async (_name, headers) => {
+    const { token } = await h.login("csrf-ok");
+    const response = await fetch(`${h.origin}/auth/logout`, {
+      method: "POST",
+      headers: { cookie: `__Host-Http-session=${token}`, ...headers(h.origin) },
+    });
+    expect(response.status).toBe(204);
+  });
+
+  it("never answers with CORS headers, whatever the Origin (SECURITY.md B10)", async () => {
+    const { token } = await h.login("cors");
+    for (const [method, path] of [["GET", "/auth/me"], ["OPTIONS", "/auth/me"], ["GET", "/.well-known/jwks.json"], ["OPTIONS", "/auth/logout"]] as const) {
+      const response = await fetch(`${h.origin}${path}`, {
+        method,
+        headers: { cookie: `__Host-Http-session=${token}`, origin: "https://evil.example", "access-control-request-method": "POST" },
+      });
+      expect(response.headers.get("access-control-allow-origin")).toBeNull();
+      expect(response.headers.get("access-control-allow-credentials")).toBeNull();
+    }
+  });
+
+  it("changes nothing on GET: no route with a side effect answers a GET (SECURITY.md B8)", async () => {
+    const { token } = await h.login("getter");
+    const [id] = token.split(".");
+    const cookie = { cookie: `__Host-Http-session=${token}` };
+    for (const path of ["/auth/logout", `/auth/sessions/${id}`, "/auth/ws-ticket"]) {
+      const response = await fetch(`${h.origin}${path}`, { headers: cookie });
+      expect(response.status).toBe(405);
+    }
+    expect((await fetch(`${h.origin}/auth/me`, { headers: cookie })).status).toBe(200);
+  });
+});

@@ -1,0 +1,71 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { startHarness, type Harness } from "../fixtures/harness";
+
+interface Me {
+  session: { idleExpiresAt: string };
+}
+
+async function me(h: Harness, token: string, query = ""): Promise<Response> {
+  return fetch(`${h.origin}/auth/me${query}`, { headers: { cookie: `__Host-Http-session=${token}` } });
+}
+
+// Each test moves the BFF's clock hours ahead, so each gets its own BFF and provider.
+describe("session timeouts", () => {
+  let h: Harness;
+  beforeEach(async () => {
+    h = await startHarness();
+  });
+  afterEach(async () => {
+    await h.close();
+  });
+
+    it("ends a session idle for longer than the idle timeout", async () => {
+      const { token } = await h.login("idler");
+      h.clock.advance(1800 * 1000 - 1);
+      expect((await me(h, token, "?slide=false")).status).toBe(200);
+      h.clock.advance(1);
+      expect((await me(h, token)).status).toBe(401);
+      expect(h.audit.named("session.expired").length).toBeGreaterThan(0);
+    });
+
+    it("ends an active session at the absolute timeout", async () => {
+      const { token } = await h.login("busy");
+      for (let elapsed = 0; elapsed < 43200 - 1200; elapsed += 1200) {
+        h.clock.advance(1200 * 1000);
+        expect((await me(h, token)).status).toBe(200);
+      }
+      h.clock.advance(1200 * 1000);
+      expect((await me(h, token)).status).toBe(401);
+    });
+
+    it("slides the idle window at most once a minute, and not at all with ?slide=false", async () => {
+      const { token } = await h.login("slider");
+      const [id] = token.split(".");
+      const lastSeen = (): number =>
+        (h.bff.db.sqlite.prepare("SELECT last_seen_at AS t FROM sessions WHERE id = ?").get(id) as { t: number }).t;
+      const start = lastSeen();
+      h.clock.advance(30_000);
+      await me(h, token);
+      expect(lastSeen()).toBe(start);
+      h.clock.advance(31_000);
+      await me(h, token, "?slide=false");
+      expect(lastSeen()).toBe(start);
+      const body = (await (await me(h, token)).json()) as Me;
+      expect(lastSeen()).toBe(start + 61_000);
+      expect(Date.parse(body.session.idleExpiresAt)).toBe(start + 61_000 + 1800 * 1000);
+    });
+  
+  it("caps the session at the provider refresh token's lifetime when it is known (SECURITY.md A5)", async () => {
+    const { token } = await h.login("capped");
+    const [id] = token.split(".");
+    const created = h.bff.sessions.create({
+      accountId: (h.bff.db.sqlite.prepare("SELECT account_id AS a FROM sessions WHERE id = ?").get(id) as { a: string }).a,
+      provider: "demo",
+      userAgent: "cap test",
+      tokens: { accessToken: "a", accessTokenExpiresAt: null, refreshToken: "r", refreshTokenExpiresAt: h.clock.now() + 3600_000, idToken: null },
+    });
+    expect(created.session.expiresAt).toBe(h.clock.now() + 3600_000);
+    h.clock.advance(3600_000);
+    expect((await me(h, created.token, "?slide=false")).status).toBe(401);
+  });
+});
