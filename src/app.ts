@@ -64,7 +64,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   });
   const limitBody = bodyLimit({
     maxSize: BODY_LIMIT,
-    onError: () => jsonError(413, "too_large", "The request body is larger than 1 MiB."),
+    // The unread rest of the body is still on the wire: close the connection after answering.
+    onError: () => jsonError(413, "too_large", "The request body is larger than 1 MiB.", { connection: "close" }),
   });
   app.use("/auth/*", limitBody);
   app.use("/api/*", limitBody);

@@ -94,9 +94,6 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
   });
 
   const server = options.server ?? createHTTPServer();
-  server.headersTimeout = HEADERS_TIMEOUT_MS;
-  server.requestTimeout = REQUEST_TIMEOUT_MS;
-  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   server.maxConnections = config.maxConnections;
   // maxHeaderSize is a creation option; for a server made elsewhere the process default
   // (16 KiB since Node 14) already applies. Larger headers get 431.
@@ -141,8 +138,20 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
   };
 }
 
-export function createHTTPServer(): Server {
-  return createServer({ maxHeaderSize: MAX_HEADER_BYTES });
+/**
+ * The HTTP server with the limits of SECURITY.md H35. `connectionsCheckingInterval` is how
+ * often Node enforces the header and request timeouts (default 30 s, which would let a
+ * slowloris connection live up to 45 s); tests shorten the timeouts themselves.
+ */
+export function createHTTPServer(options: { headersTimeoutMs?: number; requestTimeoutMs?: number } = {}): Server {
+  const server = createServer({
+    maxHeaderSize: MAX_HEADER_BYTES,
+    headersTimeout: options.headersTimeoutMs ?? HEADERS_TIMEOUT_MS,
+    requestTimeout: options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS,
+    connectionsCheckingInterval: Math.min(1_000, options.headersTimeoutMs ?? 1_000),
+    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+  });
+  return server;
 }
 
 /** True when something answers HTTP at the game backend's base URL within 2 s. */

@@ -1,0 +1,52 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startHarness, type Harness } from "../fixtures/harness";
+import { clientIP } from "../../src/http/client-ip";
+
+describe("rate limits (SECURITY.md H34)", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ env: { RATE_LIMIT_LOGIN: "1/s,3" } });
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  it("answers 429 with Retry-After once an IP spends its login burst, audits it, and refills with time", async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i += 1) {
+      statuses.push((await fetch(`${h.origin}/auth/login/demo`, { redirect: "manual" })).status);
+    }
+    expect(statuses).toEqual([302, 302, 302, 429]);
+    const refused = await fetch(`${h.origin}/auth/login/demo`, { redirect: "manual" });
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get("retry-after")).toBe("1");
+    expect(await refused.json()).toEqual({ error: "rate_limited", message: expect.any(String) });
+    expect(h.audit.named("ratelimit.hit").length).toBeGreaterThanOrEqual(2);
+    h.clock.advance(1_000);
+    expect((await fetch(`${h.origin}/auth/login/demo`, { redirect: "manual" })).status).toBe(302);
+  });
+
+  it("is not fooled by a rotating spoofed X-Forwarded-For when no proxy is trusted", async () => {
+    h.clock.advance(10_000);
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i += 1) {
+      const response = await fetch(`${h.origin}/auth/callback/demo?state=x`, { headers: { "x-forwarded-for": `203.0.113.${i}` } });
+      statuses.push(response.status);
+    }
+    expect(statuses.slice(0, 3)).toEqual([400, 400, 400]);
+    expect(statuses.slice(3)).toEqual([429, 429]);
+  });
+});
+
+describe("#clientIP", () => {
+  it.each([
+    ["10.0.0.1", "1.2.3.4", 0, "10.0.0.1"],
+    ["10.0.0.1", "spoofed, 1.2.3.4", 1, "1.2.3.4"],
+    ["10.0.0.1", "spoofed, 1.2.3.4, 10.0.0.9", 2, "1.2.3.4"],
+    ["10.0.0.1", "1.2.3.4", 3, "1.2.3.4"],
+    ["10.0.0.1", undefined, 1, "10.0.0.1"],
+    ["10.0.0.1", " , ", 1, "10.0.0.1"],
+  ] as const)("socket %s, X-Forwarded-For %j, %i trusted hops → %s", (socket, xff, hops, expected) => {
+    expect(clientIP(socket, xff, hops)).toBe(expected);
+  });
+});
