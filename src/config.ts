@@ -45,6 +45,8 @@ export interface Config {
   databasePath: string;
   /** Null in demo mode until the demo game backend is started. */
   gameBackendURL: string | null;
+  /** The `aud` of identity assertions for the game backend; defaults to its origin. */
+  gameBackendAudience: string | null;
   sessionIdleTimeoutSeconds: number;
   sessionAbsoluteTimeoutSeconds: number;
   wsTicketTTLSeconds: number;
@@ -153,6 +155,7 @@ export function loadConfig(env: Env): Config {
     allowedOrigins: [...new Set([publicOrigin, ...extraOrigins])],
     databasePath: read.string("DATABASE_PATH", "db/portcullis.sqlite"),
     gameBackendURL,
+    gameBackendAudience: read.optional("GAME_BACKEND_AUDIENCE") ?? (gameBackendURL === null ? null : new URL(gameBackendURL).origin),
     sessionIdleTimeoutSeconds: idle,
     sessionAbsoluteTimeoutSeconds: absolute,
     wsTicketTTLSeconds: read.integer("WS_TICKET_TTL_SECONDS", 30, { min: 1, max: 300 }),

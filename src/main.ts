@@ -1,5 +1,6 @@
 import { resolve } from "node:path";
 import { ConfigError, loadConfig, readEnvironment, type Config } from "./config";
+import { startDemoGame } from "./demo/game";
 import { startDemoIdP, type DemoIdP } from "./demo/idp";
 import { loadOrCreateDemoSecrets } from "./demo/secrets";
 import { startPortcullis } from "./portcullis";
@@ -49,7 +50,8 @@ async function main(): Promise<void> {
     const game = await startDemoGameIfPresent(config);
     if (game !== null) {
       stops.push(game.close);
-      config = { ...config, gameBackendURL: config.gameBackendURL ?? game.url };
+      const gameBackendURL = config.gameBackendURL ?? game.url;
+      config = { ...config, gameBackendURL, gameBackendAudience: config.gameBackendAudience ?? new URL(gameBackendURL).origin };
     }
     process.stdout.write(
       [
@@ -81,10 +83,15 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => void shutdown("SIGINT"));
 }
 
-/** The demo game backend, once it exists (src/demo/game.ts). */
+/** The demo game backend on 127.0.0.1, unless GAME_BACKEND_URL names a real one. */
 async function startDemoGameIfPresent(config: Config): Promise<{ url: string; close: () => Promise<void> } | null> {
-  void config;
-  return null;
+  if (config.demo === null || config.gameBackendURL !== null) return null;
+  return startDemoGame({
+    port: config.demo.gamePort,
+    host: "127.0.0.1",
+    jwksURL: `${config.publicOrigin}/.well-known/jwks.json`,
+    issuer: config.publicOrigin,
+  });
 }
 
 main().catch((error: unknown) => {

@@ -1,5 +1,5 @@
 import { createServer, type Server } from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import type { AddressInfo } from "node:net";
 import type { Writable } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
 import { createApp } from "./app";
@@ -15,6 +15,10 @@ import { hmacSHA256 } from "./crypto/hash";
 import { TokenCipher } from "./crypto/token-cipher";
 import { openDatabase, type Database } from "./db/database";
 import { AssertionSigner } from "./proxy/assertion";
+import { createUpgradeGate } from "./ws/gate";
+import { GOING_AWAY, SocketRegistry } from "./ws/registry";
+import { wsTicketRoutes } from "./ws/ticket-route";
+import { TicketStore } from "./ws/tickets";
 
 export interface PortcullisOptions {
   clock?: Clock;
@@ -27,6 +31,8 @@ export interface PortcullisOptions {
   fetch?: typeof fetch;
   /** Keys for demo mode, when the configuration has none. */
   keys?: { tokenEncryptionKeys: NamedKey[]; assertionSigningKeys: NamedKey[] };
+  /** WebSocket timers (tests shorten the heartbeat to see a missed pong). */
+  ws?: { heartbeatMs?: number; recheckMs?: number };
 }
 
 export interface Portcullis {
@@ -41,6 +47,8 @@ export interface Portcullis {
   signer: AssertionSigner;
   cipher: TokenCipher;
   providers: Map<string, Provider>;
+  tickets: TicketStore;
+  registry: SocketRegistry;
   close(): Promise<void>;
 }
 
@@ -50,6 +58,10 @@ const REQUEST_TIMEOUT_MS = 30_000;
 const KEEP_ALIVE_TIMEOUT_MS = 5_000;
 const MAX_HEADER_BYTES = 16 * 1024;
 const SWEEP_INTERVAL_MS = 60_000;
+// CONTRACT.md: ping every 30 s; session expiry rechecked at least every 60 s (ASVS 7.4.1).
+const HEARTBEAT_MS = 30_000;
+const RECHECK_MS = 30_000;
+const SHUTDOWN_CLOSE_GRACE_MS = 1_000;
 
 /** The composition root: builds every part from the configuration and starts serving. */
 export async function startPortcullis(config: Config, options: PortcullisOptions = {}): Promise<Portcullis> {
@@ -79,6 +91,9 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
   const accounts = new AccountStore(db, clock, randomBytes);
   const attempts = new LoginAttemptStore(db, cipher, clock, randomBytes);
   const signer = new AssertionSigner(signingKeys, config.publicOrigin, clock, randomBytes);
+  const tickets = new TicketStore(db, clock, randomBytes, config.wsTicketTTLSeconds);
+  const registry = new SocketRegistry(events, sessions);
+  registry.start({ heartbeatMs: options.ws?.heartbeatMs ?? HEARTBEAT_MS, recheckMs: options.ws?.recheckMs ?? RECHECK_MS });
 
   const app = createApp({
     config,
@@ -91,6 +106,9 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
     audit,
     clock,
     isBackendReady: () => probe(config.gameBackendURL),
+    mount: (app) => {
+      app.route("/auth", wsTicketRoutes({ tickets, audit, clock, rateLimit: config.rateLimits.ticket }));
+    },
   });
 
   const server = options.server ?? createHTTPServer();
@@ -98,9 +116,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
   // maxHeaderSize is a creation option; for a server made elsewhere the process default
   // (16 KiB since Node 14) already applies. Larger headers get 431.
   server.on("request", getRequestListener(app.fetch));
-  server.on("upgrade", (_req, socket: Socket) => {
-    socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
-  });
+  server.on("upgrade", createUpgradeGate({ config, sessions, accounts, tickets, registry, signer, audit, clock }));
   if (!server.listening) {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -110,7 +126,10 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
   const address = server.address() as AddressInfo;
   const url = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
 
-  const sweeper = setInterval(() => sessions.sweepExpired(), SWEEP_INTERVAL_MS);
+  const sweeper = setInterval(() => {
+    sessions.sweepExpired();
+    tickets.sweep();
+  }, SWEEP_INTERVAL_MS);
   sweeper.unref();
   audit.write("server.started", { detail: `listening on ${url} for ${config.publicOrigin}` });
 
@@ -125,9 +144,19 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
     signer,
     cipher,
     providers,
+    tickets,
+    registry,
     async close() {
       clearInterval(sweeper);
       audit.write("server.stopping");
+      // Tell every player to reconnect elsewhere (1001), give the closing handshakes a
+      // moment, then drop whatever did not answer: shutdown must not wait 30 s per socket.
+      registry.closeAll(GOING_AWAY, "server shutting down");
+      if (registry.size > 0) {
+        await new Promise((resolve) => setTimeout(resolve, SHUTDOWN_CLOSE_GRACE_MS));
+        registry.terminateAll();
+      }
+      registry.dispose();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeIdleConnections();

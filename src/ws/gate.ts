@@ -1,0 +1,214 @@
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import { WebSocket, WebSocketServer } from "ws";
+import type { AuditLog } from "../audit/log";
+import type { AccountStore } from "../auth/accounts";
+import { SESSION_COOKIE, readCookie } from "../auth/cookies";
+import type { SessionStore } from "../auth/session";
+import type { Clock } from "../clock";
+import type { Config } from "../config";
+import { clientIP } from "../http/client-ip";
+import { RateLimiter } from "../http/rate-limit";
+import type { AssertionSigner } from "../proxy/assertion";
+import { Relay, type RelayLimits } from "./relay";
+import type { SocketRegistry } from "./registry";
+import type { TicketStore } from "./tickets";
+
+export const GAME_PROTOCOL = "game.v1";
+const TICKET_PREFIX = "ticket.";
+const BACKEND_HANDSHAKE_TIMEOUT_MS = 10_000;
+const WEBSOCKET_KEY = /^[+/0-9A-Za-z]{22}==$/;
+
+export interface GateDeps {
+  config: Config;
+  sessions: SessionStore;
+  accounts: AccountStore;
+  tickets: TicketStore;
+  registry: SocketRegistry;
+  signer: AssertionSigner;
+  audit: AuditLog;
+  clock: Clock;
+  limits?: Partial<RelayLimits>;
+}
+
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+
+/** A refusal: the HTTP status written on the raw socket and the reason for the audit log. */
+class Refusal {
+  constructor(
+    readonly status: number,
+    readonly reason: string,
+  ) {}
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  429: "Too Many Requests",
+  502: "Bad Gateway",
+  503: "Service Unavailable",
+};
+
+/**
+ * The `/ws` gate (CONTRACT.md "The WebSocket gate", SECURITY.md E22): a flat list of guards
+ * in the contract's order, all before the handshake and before any backend connection.
+ * Each refusal is a plain HTTP status on the raw socket, which is then destroyed; no path
+ * leaves a socket open (ws `abortHandshake`).
+ */
+export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
+  const { config, audit } = deps;
+  const allowedOrigins = new Set(config.allowedOrigins);
+  const limits: RelayLimits = {
+    messagesPerSecond: config.wsMaxMessagesPerSecond,
+    highWaterBytes: 1024 * 1024,
+    lowWaterBytes: 256 * 1024,
+    ...deps.limits,
+  };
+  const upgradeLimiter = new RateLimiter(config.rateLimits.upgrade, deps.clock);
+  const backendURL = config.gameBackendURL === null ? null : `${config.gameBackendURL.replace(/^http/, "ws")}/ws`;
+  const audience = config.gameBackendAudience ?? config.publicOrigin;
+  const server = new WebSocketServer({
+    noServer: true,
+    clientTracking: false,
+    // SECURITY.md E24: no compression (CRIME-style leaks, zip bombs) and a hard size cap.
+    perMessageDeflate: false,
+    maxPayload: config.wsMaxMessageBytes,
+    handleProtocols: (protocols) => (protocols.has(GAME_PROTOCOL) ? GAME_PROTOCOL : false),
+  });
+
+  return function upgradeGate(req, socket, head) {
+    socket.on("error", () => socket.destroy());
+    const ip = clientIP(req.socket.remoteAddress, headerValue(req, "x-forwarded-for"), config.trustProxy);
+    let sessionId: string | undefined;
+    try {
+      // 1. The path, the method, a well-formed upgrade offering our subprotocol.
+      if (pathOf(req.url) !== "/ws") throw new Refusal(404, "not /ws");
+      if (req.method !== "GET") throw new Refusal(405, "method");
+      const protocols = offeredProtocols(req);
+      if (
+        headerValue(req, "upgrade")?.toLowerCase() !== "websocket" ||
+        !(headerValue(req, "connection") ?? "").toLowerCase().split(/\s*,\s*/).includes("upgrade") ||
+        headerValue(req, "sec-websocket-version") !== "13" ||
+        !WEBSOCKET_KEY.test(headerValue(req, "sec-websocket-key") ?? "") ||
+        protocols === null ||
+        !protocols.includes(GAME_PROTOCOL)
+      ) {
+        throw new Refusal(400, "malformed upgrade request");
+      }
+      // Rate limit before any database work (SECURITY.md H34).
+      if (!upgradeLimiter.take(`ip:${ip}`).allowed) {
+        audit.write("ratelimit.hit", { reason: "upgrade", ip });
+        throw new Refusal(429, "upgrade rate limit");
+      }
+      // 2. Exact Origin (RFC 6455 10.2): browsers always send it, and cookies ride along
+      // cross-site WebSocket upgrades, so this is the cross-site WebSocket hijacking defence.
+      const origin = headerValue(req, "origin");
+      if (origin === undefined || !allowedOrigins.has(origin)) throw new Refusal(403, "origin not allowed");
+      // 3. The session cookie.
+      const token = readCookie(headerValue(req, "cookie"), SESSION_COOKIE);
+      const session = token === null ? null : deps.sessions.validate(token, { slide: true });
+      const account = session === null ? null : deps.accounts.find(session.accountId);
+      if (session === null || account === null) throw new Refusal(401, "no valid session");
+      sessionId = session.id;
+      // 4. A one-time ticket, in the subprotocol header so it never reaches an access log.
+      const ticket = protocols.find((p) => p.startsWith(TICKET_PREFIX))?.slice(TICKET_PREFIX.length);
+      if (ticket === undefined) throw new Refusal(401, "no ticket");
+      const redeemed = deps.tickets.redeem(ticket);
+      if (redeemed.status !== "valid") throw new Refusal(401, `ticket ${redeemed.status}`);
+      // 5. The ticket must be this session's: a ticket leaked from one session opens nothing for another.
+      if (redeemed.sessionId !== session.id) throw new Refusal(403, "ticket of another session");
+      // 6. A cap on sockets per session.
+      if (deps.registry.countForSession(session.id) >= config.wsMaxSocketsPerSession) throw new Refusal(429, "too many sockets");
+      if (backendURL === null) throw new Refusal(502, "no game backend configured");
+
+      // 7. The backend must accept its own upgrade before we answer ours (fail closed).
+      const assertion = deps.signer.sign({ sub: account.id, sid: session.id, name: account.displayName, aud: audience });
+      const backend = new WebSocket(backendURL, [GAME_PROTOCOL], {
+        headers: { authorization: `Bearer ${assertion}` },
+        perMessageDeflate: false,
+        maxPayload: config.wsMaxMessageBytes,
+        handshakeTimeout: BACKEND_HANDSHAKE_TIMEOUT_MS,
+        followRedirects: false,
+      });
+      let settled = false;
+      const failBackend = (reason: string): void => {
+        if (settled) return;
+        settled = true;
+        backend.removeAllListeners();
+        backend.on("error", () => undefined);
+        backend.terminate();
+        refuse(socket, new Refusal(502, reason), audit, ip, session.id);
+      };
+      // The browser may give up while we wait for the backend: drop the backend attempt too.
+      const onClientGone = (): void => failBackend("client left during backend handshake");
+      socket.once("close", onClientGone);
+      backend.once("unexpected-response", (request, response) => {
+        failBackend(`backend answered ${response.statusCode ?? "?"}`);
+        request.destroy();
+      });
+      backend.once("error", () => failBackend("backend unreachable"));
+      backend.once("open", () => {
+        if (settled) return;
+        settled = true;
+        socket.off("close", onClientGone);
+        if (backend.protocol !== GAME_PROTOCOL) {
+          backend.terminate();
+          refuse(socket, new Refusal(502, "backend chose another subprotocol"), audit, ip, session.id);
+          return;
+        }
+        server.handleUpgrade(req, socket, head, (client) => {
+          const relay = new Relay(client, backend, session.id, session.accountId, limits, deps.clock, audit, (r) =>
+            deps.registry.remove(r),
+          );
+          deps.registry.add(relay);
+          audit.write("ws.upgrade.accepted", { sessionId: session.id, accountId: session.accountId, ip });
+        });
+      });
+    } catch (error) {
+      if (error instanceof Refusal) {
+        refuse(socket, error, audit, ip, sessionId);
+        return;
+      }
+      // Anything unexpected (a database failure) still closes the socket, never the process.
+      refuse(socket, new Refusal(503, "internal error"), audit, ip, sessionId);
+    }
+  };
+}
+
+function refuse(socket: Duplex, refusal: Refusal, audit: AuditLog, ip: string, sessionId: string | undefined): void {
+  audit.write("ws.upgrade.refused", { status: refusal.status, reason: refusal.reason, ip, ...(sessionId ? { sessionId } : {}) });
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = JSON.stringify({ error: "upgrade_refused", message: refusal.reason });
+  socket.once("finish", () => socket.destroy());
+  socket.end(
+    `HTTP/1.1 ${refusal.status} ${STATUS_TEXT[refusal.status] ?? "Error"}\r\n` +
+      "Connection: close\r\n" +
+      "Content-Type: application/json; charset=utf-8\r\n" +
+      "Cache-Control: no-store\r\n" +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
+
+function headerValue(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function pathOf(url: string | undefined): string {
+  const end = (url ?? "").search(/[?#]/);
+  return end === -1 ? (url ?? "") : (url ?? "").slice(0, end);
+}
+
+/** RFC 6455 4.1: `Sec-WebSocket-Protocol` is a comma-separated list of tokens; null if malformed. */
+function offeredProtocols(req: IncomingMessage): string[] | null {
+  const header = headerValue(req, "sec-websocket-protocol");
+  if (header === undefined || header.length > 512) return null;
+  const protocols = header.split(",").map((p) => p.trim());
+  return protocols.every((p) => /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(p)) ? protocols : null;
+}

@@ -1,0 +1,210 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { AssertionVerifier } from "../../src/demo/verify-assertion";
+import { startRecordingBackend, type RecordingBackend } from "../fixtures/backend";
+import { startHarness, type Harness } from "../fixtures/harness";
+import { closeOf, mintTicket, nextMessage, openSocket, rawUpgrade, upgradeStatus } from "../fixtures/ws-client";
+
+describe("the /ws gate (CONTRACT.md, SECURITY.md E22–E25)", () => {
+  let backend: RecordingBackend;
+  let h: Harness;
+  beforeAll(async () => {
+    backend = await startRecordingBackend();
+    h = await startHarness({ env: { GAME_BACKEND_URL: backend.url, WS_MAX_SOCKETS_PER_SESSION: "2" } });
+  });
+  afterAll(async () => {
+    await h.close();
+    await backend.close();
+  });
+  beforeEach(() => {
+    backend.answer = 101;
+  });
+
+  it("relays text and binary both ways, with an identity assertion and never a cookie", async () => {
+    const { token } = await h.login("relay-user");
+    const ticket = await mintTicket(h, token);
+    const before = backend.upgrades;
+    const ws = await openSocket(h, ticket, { token });
+    expect(ws.protocol).toBe("game.v1");
+    expect(backend.upgrades).toBe(before + 1);
+
+    ws.send("hello");
+    const text = await nextMessage(ws);
+    expect(text).toEqual({ data: Buffer.from("hello"), isBinary: false });
+    ws.send(Buffer.from([0, 1, 2, 255]));
+    const binary = await nextMessage(ws);
+    expect(binary).toEqual({ data: Buffer.from([0, 1, 2, 255]), isBinary: true });
+    expect(backend.received.slice(-2).map((m) => m.isBinary)).toEqual([false, true]);
+
+    const handshake = backend.handshakes.at(-1) ?? {};
+    expect(handshake.cookie).toBeUndefined();
+    expect(handshake.origin).toBeUndefined();
+    expect(handshake["sec-websocket-protocol"]).toBe("game.v1");
+    expect(handshake["sec-websocket-extensions"]).toBeUndefined();
+    const verifier = new AssertionVerifier({ jwksURL: `${h.origin}/.well-known/jwks.json`, issuer: h.origin, audience: new URL(backend.url).origin });
+    const identity = await verifier.verifyAuthorization(String(handshake.authorization));
+    const [sessionId] = token.split(".");
+    expect(identity.sid).toBe(sessionId);
+    expect(identity.name).toBe("relay-user");
+    const accountId = (h.bff.db.sqlite.prepare("SELECT account_id AS a FROM sessions WHERE id = ?").get(sessionId) as { a: string }).a;
+    expect(identity.sub).toBe(accountId);
+    expect(identity.exp - Math.floor(h.clock.now() / 1000)).toBe(60);
+    ws.close();
+  });
+
+  it("answers 101 with only game.v1 and no compression extension", async () => {
+    const { token } = await h.login("handshake");
+    const ticket = await mintTicket(h, token);
+    const answer = await rawUpgrade(h, [
+      "GET /ws HTTP/1.1",
+      `Host: ${new URL(h.origin).host}`,
+      "Upgrade: websocket",
+      "Connection: Upgrade",
+      "Sec-WebSocket-Version: 13",
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+      `Sec-WebSocket-Protocol: game.v1, ticket.${ticket}`,
+      "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits",
+      `Origin: ${h.origin}`,
+      `Cookie: __Host-Http-session=${token}`,
+    ]);
+    expect(answer).toMatch(/^HTTP\/1\.1 101/);
+    expect(answer).toMatch(/\r\nSec-WebSocket-Protocol: game\.v1\r\n/i);
+    expect(answer).not.toMatch(/Sec-WebSocket-Extensions/i);
+    expect(answer).not.toContain(ticket);
+  });
+
+  describe("refusals: the right status, and the backend sees nothing", () => {
+    const cases: [string, number, (ctx: { h: Harness; token: string; ticket: string }) => Promise<number>][] = [
+      ["a foreign Origin", 403, ({ h, token, ticket }) => upgradeStatus(h, ticket, { token, origin: "https://evil.example" })],
+      ["no Origin", 403, ({ h, token, ticket }) => upgradeStatus(h, ticket, { token, origin: null })],
+      ["a lookalike Origin (suffix)", 403, ({ h, token, ticket }) => upgradeStatus(h, ticket, { token, origin: `${h.origin}.evil.com` })],
+      ["a lookalike Origin (scheme)", 403, ({ h, token, ticket }) => upgradeStatus(h, ticket, { token, origin: h.origin.replace("http", "https") })],
+      ["Origin: null", 403, ({ h, token, ticket }) => upgradeStatus(h, ticket, { token, origin: "null" })],
+      ["no cookie", 401, ({ h, ticket }) => upgradeStatus(h, ticket, { token: null })],
+      ["a forged cookie", 401, ({ h, ticket }) => upgradeStatus(h, ticket, { token: `${"a".repeat(26)}.${"b".repeat(40)}` })],
+      ["no ticket", 401, ({ h, token }) => upgradeStatus(h, null, { token })],
+      ["an unknown ticket", 401, ({ h, token }) => upgradeStatus(h, "a".repeat(32), { token })],
+      ["a malformed ticket", 401, ({ h, token }) => upgradeStatus(h, "not-base32!", { token, protocols: ["game.v1", "ticket.zzz"] })],
+      ["no game.v1 subprotocol", 400, ({ h, token, ticket }) => upgradeStatus(h, ticket, { token, protocols: [`ticket.${ticket}`] })],
+    ];
+    it.each(cases)("%s → %i", async (_name, status, attempt) => {
+      const { token } = await h.login("refused");
+      const ticket = await mintTicket(h, token);
+      const before = backend.upgrades;
+      expect(await attempt({ h, token, ticket })).toBe(status);
+      expect(backend.upgrades).toBe(before);
+      const refusal = h.audit.named("ws.upgrade.refused").at(-1);
+      expect(refusal?.status).toBe(status);
+    });
+
+    it("a used ticket → 401", async () => {
+      const { token } = await h.login("reuser");
+      const ticket = await mintTicket(h, token);
+      const ws = await openSocket(h, ticket, { token });
+      const before = backend.upgrades;
+      expect(await upgradeStatus(h, ticket, { token })).toBe(401);
+      expect(backend.upgrades).toBe(before);
+      ws.close();
+    });
+
+    it("an expired ticket (TTL + 1 s on the injected clock) → 401", async () => {
+      const { token } = await h.login("late");
+      const ticket = await mintTicket(h, token);
+      h.clock.advance(31_000);
+      const before = backend.upgrades;
+      expect(await upgradeStatus(h, ticket, { token })).toBe(401);
+      expect(backend.upgrades).toBe(before);
+    });
+
+    it("another session's ticket → 403", async () => {
+      const mine = await h.login("owner");
+      const theirs = await h.login("thief");
+      const ticket = await mintTicket(h, mine.token);
+      const before = backend.upgrades;
+      expect(await upgradeStatus(h, ticket, { token: theirs.token })).toBe(403);
+      expect(backend.upgrades).toBe(before);
+    });
+
+    it("an expired session cookie → 401", async () => {
+      const { token } = await h.login("expiring");
+      const ticket = await mintTicket(h, token);
+      h.clock.advance(1800 * 1000 + 1);
+      const before = backend.upgrades;
+      expect(await upgradeStatus(h, ticket, { token })).toBe(401);
+      expect(backend.upgrades).toBe(before);
+    });
+
+    it("more sockets than WS_MAX_SOCKETS_PER_SESSION → 429", async () => {
+      const { token } = await h.login("greedy");
+      const open = [await openSocket(h, await mintTicket(h, token), { token }), await openSocket(h, await mintTicket(h, token), { token })];
+      const before = backend.upgrades;
+      expect(await upgradeStatus(h, await mintTicket(h, token), { token })).toBe(429);
+      expect(backend.upgrades).toBe(before);
+      for (const ws of open) ws.close();
+    });
+
+    it("a backend that answers 403 → 502, never tunnelled", async () => {
+      const { token } = await h.login("backend-403");
+      backend.answer = 403;
+      const ticket = await mintTicket(h, token);
+      expect(await upgradeStatus(h, ticket, { token })).toBe(502);
+    });
+
+    it.each([
+      ["a wrong path → 404", ["GET /wss HTTP/1.1"], 404],
+      ["a POST → 405", ["POST /ws HTTP/1.1"], 405],
+      ["a bad key → 400", ["GET /ws HTTP/1.1", "Sec-WebSocket-Key: short"], 400],
+      ["a bad version → 400", ["GET /ws HTTP/1.1", "Sec-WebSocket-Version: 8"], 400],
+      ["no Upgrade header → 400", ["GET /ws HTTP/1.1", "Upgrade: h2c"], 400],
+    ])("%s", async (_name, override, status) => {
+      const base: Record<string, string> = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Protocol": "game.v1",
+        "Origin": h.origin,
+        "Host": new URL(h.origin).host,
+      };
+      const requestLine = override[0] ?? "";
+      for (const line of override.slice(1)) {
+        const [name, value] = line.split(": ");
+        if (name !== undefined && value !== undefined) base[name] = value;
+      }
+      const before = backend.upgrades;
+      const answer = await rawUpgrade(h, [requestLine, ...Object.entries(base).map(([k, v]) => `${k}: ${v}`)]);
+      expect(answer).toMatch(new RegExp(`^HTTP/1\\.1 ${status}`));
+      expect(backend.upgrades).toBe(before);
+    });
+  });
+
+  it("lets exactly one of 50 parallel upgrades with one ticket through", async () => {
+    const { token } = await h.login("racer");
+    const ticket = await mintTicket(h, token);
+    const before = backend.upgrades;
+    const statuses = await Promise.all(Array.from({ length: 50 }, () => upgradeStatus(h, ticket, { token })));
+    expect(statuses.filter((s) => s === 101)).toHaveLength(1);
+    expect(statuses.filter((s) => s === 401)).toHaveLength(49);
+    expect(backend.upgrades).toBe(before + 1);
+  });
+
+  it("refuses with 502 when the backend is down, and closes nothing else", async () => {
+    const down = await startHarness({ env: { GAME_BACKEND_URL: "http://127.0.0.1:9" } });
+    try {
+      const { token } = await down.login("nobackend");
+      expect(await upgradeStatus(down, await mintTicket(down, token), { token })).toBe(502);
+      expect((await fetch(`${down.origin}/healthz`)).status).toBe(200);
+    } finally {
+      await down.close();
+    }
+  });
+
+  it("never puts the ticket in the URL or the audit log", async () => {
+    const { token } = await h.login("quiet");
+    const ticket = await mintTicket(h, token);
+    const ws = await openSocket(h, ticket, { token });
+    ws.close();
+    await closeOf(ws);
+    expect(h.audit.text()).not.toContain(ticket);
+    expect(h.audit.named("ws.upgrade.accepted").length).toBeGreaterThan(0);
+  });
+});
