@@ -153,6 +153,9 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       backend.once("open", () => {
         if (settled) return;
         settled = true;
+        // The backend may speak first (a welcome message): hold its frames until the relay
+        // listens, or they would be emitted to nobody while the browser's handshake completes.
+        backend.pause();
         socket.off("close", onClientGone);
         if (backend.protocol !== GAME_PROTOCOL) {
           backend.terminate();
@@ -164,6 +167,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
             deps.registry.remove(r),
           );
           deps.registry.add(relay);
+          backend.resume();
           audit.write("ws.upgrade.accepted", { sessionId: session.id, accountId: session.accountId, ip });
         });
       });

@@ -1,0 +1,105 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WebSocket } from "ws";
+import { startDemoGame, type DemoGame } from "../../src/demo/game";
+import { startHarness, type Harness } from "../fixtures/harness";
+import { inbox, mintTicket, openSocket, upgradeStatus } from "../fixtures/ws-client";
+
+type GameMessage = Record<string, unknown> & { type: string };
+
+/** A live view of everything the socket received, parsed. */
+function messages(ws: WebSocket): { some(f: (m: GameMessage) => boolean): boolean; find(f: (m: GameMessage) => boolean): GameMessage | undefined; filter(f: (m: GameMessage) => boolean): GameMessage[] } {
+  const all = (): GameMessage[] => inbox(ws).map((m) => JSON.parse(m.data.toString()) as GameMessage);
+  return { some: (f) => all().some(f), find: (f) => all().find(f), filter: (f) => all().filter(f) };
+}
+
+async function until(check: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 2000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+describe("the demo game backend", () => {
+  let game: DemoGame;
+  let h: Harness;
+  beforeAll(async () => {
+    // The game learns the BFF's origin only after the BFF listens, so it starts with a
+    // placeholder and is restarted once the origin is known: the verifier is the point.
+    h = await startHarness({ env: { GAME_BACKEND_URL: "http://127.0.0.1:9" } });
+    await h.stop();
+    game = await startDemoGame({ port: 0, jwksURL: `${h.origin}/.well-known/jwks.json`, issuer: h.origin });
+    h = await startHarness({
+      port: Number(new URL(h.origin).port),
+      reuseIdP: { idp: h.idp, other: null, clientSecret: h.clientSecret },
+      env: { GAME_BACKEND_URL: game.url, TOKEN_ENCRYPTION_KEYS: h.env.TOKEN_ENCRYPTION_KEYS ?? "", ASSERTION_SIGNING_KEYS: h.env.ASSERTION_SIGNING_KEYS ?? "" },
+    });
+  });
+  afterAll(async () => {
+    await h.close();
+    await game.close();
+  });
+
+  it("refuses an upgrade without an identity assertion, or with a forged one", async () => {
+    const wsURL = `${game.url.replace("http", "ws")}/ws`;
+    for (const headers of [{}, { authorization: "Bearer a.b.c" }, { authorization: "Basic dXNlcjpwYXNz" }]) {
+      const status = await new Promise<number>((resolve) => {
+        const ws = new WebSocket(wsURL, ["game.v1"], { headers });
+        ws.once("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+        ws.once("open", () => resolve(101));
+        ws.once("error", () => resolve(0));
+      });
+      expect(status).toBe(401);
+    }
+    expect(game.playerCount()).toBe(0);
+  });
+
+  it("lets two players in through Portcullis: each sees the other join, move and chat", async () => {
+    const alice = await h.login("Alice");
+    const bob = await h.login("Bob");
+    const a = await openSocket(h, await mintTicket(h, alice.token), { token: alice.token });
+    const aSeen = messages(a);
+    await until(() => aSeen.some((m) => m.type === "welcome"), "alice's welcome");
+    const b = await openSocket(h, await mintTicket(h, bob.token), { token: bob.token });
+    const bSeen = messages(b);
+    await until(() => bSeen.some((m) => m.type === "welcome"), "bob's welcome");
+    const welcome = bSeen.find((m) => m.type === "welcome") as unknown as { you: { name: string }; players: { name: string }[] };
+    expect(welcome.you.name).toBe("Bob");
+    expect(welcome.players.map((p) => p.name).sort()).toEqual(["Alice", "Bob"]);
+    await until(() => aSeen.some((m) => m.type === "join"), "alice sees bob join");
+
+    b.send(JSON.stringify({ type: "move", dx: 1, dy: 0 }));
+    await until(() => aSeen.some((m) => m.type === "move"), "alice sees bob move");
+    a.send(JSON.stringify({ type: "chat", text: "gg" }));
+    await until(() => bSeen.some((m) => m.type === "chat"), "bob sees alice chat");
+    expect(bSeen.find((m) => m.type === "chat")).toMatchObject({ name: "Alice", text: "gg" });
+    // The name comes from the assertion, never from the client.
+    a.send(JSON.stringify({ type: "chat", text: "hi", name: "Admin" }));
+    await until(() => bSeen.filter((m) => m.type === "chat").length === 2, "second chat");
+    expect(bSeen.filter((m) => m.type === "chat")[1]).toMatchObject({ name: "Alice" });
+    a.close();
+    b.close();
+  });
+
+  it("ignores malformed client messages without dropping the player", async () => {
+    const carol = await h.login("Carol");
+    const ws = await openSocket(h, await mintTicket(h, carol.token), { token: carol.token });
+    const seen = messages(ws);
+    await until(() => seen.some((m) => m.type === "welcome"), "welcome");
+    for (const bad of ["not json", "null", "[]", '{"type":"move","dx":"far"}', '{"type":"chat","text":42}', '{"type":"teleport"}']) ws.send(bad);
+    ws.send(Buffer.from([1, 2, 3]));
+    ws.send(JSON.stringify({ type: "chat", text: "still here" }));
+    await until(() => seen.some((m) => m.type === "chat"), "chat after garbage");
+    expect(ws.readyState).toBe(1);
+    ws.close();
+  });
+
+  it("serves /readyz 200 once the game backend answers", async () => {
+    expect((await fetch(`${h.origin}/readyz`)).status).toBe(200);
+  });
+
+  it("still refuses at the gate what the game would refuse anyway: no ticket, no entry", async () => {
+    const dave = await h.login("Dave");
+    expect(await upgradeStatus(h, null, { token: dave.token })).toBe(401);
+  });
+});
