@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { ConfigError, loadConfig, readEnvironment, type Config } from "./config";
 import { startDemoGame } from "./demo/game";
+import { createGameAPI } from "./demo/game-api";
 import { startDemoIdP, type DemoIdP } from "./demo/idp";
 import { loadOrCreateDemoSecrets } from "./demo/secrets";
 import { startPortcullis } from "./portcullis";
@@ -91,6 +92,7 @@ async function startDemoGameIfPresent(config: Config): Promise<{ url: string; cl
     host: "127.0.0.1",
     jwksURL: `${config.publicOrigin}/.well-known/jwks.json`,
     issuer: config.publicOrigin,
+    httpHandler: createGameAPI(),
   });
 }
 

@@ -15,6 +15,9 @@ import { hmacSHA256 } from "./crypto/hash";
 import { TokenCipher } from "./crypto/token-cipher";
 import { openDatabase, type Database } from "./db/database";
 import { AssertionSigner } from "./proxy/assertion";
+import { TokenRefresher } from "./proxy/refresh";
+import { apiRoutes } from "./proxy/relay";
+import { loadUpstreams } from "./proxy/upstreams";
 import { createUpgradeGate } from "./ws/gate";
 import { GOING_AWAY, SocketRegistry } from "./ws/registry";
 import { wsTicketRoutes } from "./ws/ticket-route";
@@ -33,6 +36,8 @@ export interface PortcullisOptions {
   keys?: { tokenEncryptionKeys: NamedKey[]; assertionSigningKeys: NamedKey[] };
   /** WebSocket timers (tests shorten the heartbeat to see a missed pong). */
   ws?: { heartbeatMs?: number; recheckMs?: number };
+  /** The /api upstream timeout (30 s; tests shorten it). */
+  upstreamTimeoutMs?: number;
 }
 
 export interface Portcullis {
@@ -91,6 +96,8 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
   const accounts = new AccountStore(db, clock, randomBytes);
   const attempts = new LoginAttemptStore(db, cipher, clock, randomBytes);
   const signer = new AssertionSigner(signingKeys, config.publicOrigin, clock, randomBytes);
+  const upstreams = loadUpstreams(config, [...providers.keys()]);
+  const refresher = new TokenRefresher(sessions, providers, audit, clock);
   const tickets = new TicketStore(db, clock, randomBytes, config.wsTicketTTLSeconds);
   const registry = new SocketRegistry(events, sessions);
   registry.start({ heartbeatMs: options.ws?.heartbeatMs ?? HEARTBEAT_MS, recheckMs: options.ws?.recheckMs ?? RECHECK_MS });
@@ -108,6 +115,19 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
     isBackendReady: () => probe(config.gameBackendURL),
     mount: (app) => {
       app.route("/auth", wsTicketRoutes({ tickets, audit, clock, rateLimit: config.rateLimits.ticket }));
+      app.route(
+        "/api",
+        apiRoutes({
+          routes: upstreams,
+          signer,
+          refresher,
+          audit,
+          clock,
+          rateLimit: config.rateLimits.api,
+          publicOrigin: config.publicOrigin,
+          timeoutMs: options.upstreamTimeoutMs,
+        }),
+      );
     },
   });
 

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { startDemoGame, type DemoGame } from "../../src/demo/game";
+import { createGameAPI } from "../../src/demo/game-api";
 import { startHarness, type Harness } from "../fixtures/harness";
 import { inbox, mintTicket, openSocket, upgradeStatus } from "../fixtures/ws-client";
 
@@ -28,7 +29,7 @@ describe("the demo game backend", () => {
     // placeholder and is restarted once the origin is known: the verifier is the point.
     h = await startHarness({ env: { GAME_BACKEND_URL: "http://127.0.0.1:9" } });
     await h.stop();
-    game = await startDemoGame({ port: 0, jwksURL: `${h.origin}/.well-known/jwks.json`, issuer: h.origin });
+    game = await startDemoGame({ port: 0, jwksURL: `${h.origin}/.well-known/jwks.json`, issuer: h.origin, httpHandler: createGameAPI() });
     h = await startHarness({
       port: Number(new URL(h.origin).port),
       reuseIdP: { idp: h.idp, other: null, clientSecret: h.clientSecret },
@@ -92,6 +93,20 @@ describe("the demo game backend", () => {
     await until(() => seen.some((m) => m.type === "chat"), "chat after garbage");
     expect(ws.readyState).toBe(1);
     ws.close();
+  });
+
+  it("serves its HTTP API through /api/game with the assertion, and refuses it without one", async () => {
+    const erin = await h.login("Erin");
+    const headers = { cookie: `__Host-Http-session=${erin.token}`, ...h.csrf() };
+    const profile = await fetch(`${h.origin}/api/game/profile`, { headers });
+    expect(profile.status).toBe(200);
+    expect(await profile.json()).toMatchObject({ name: "Erin", session: erin.token.split(".")[0], best: 0, plays: 0 });
+    const score = await fetch(`${h.origin}/api/game/score`, { method: "POST", headers: { ...headers, "content-type": "application/json" }, body: JSON.stringify({ score: 42 }) });
+    expect(await score.json()).toMatchObject({ best: 42, plays: 1 });
+    const bad = await fetch(`${h.origin}/api/game/score`, { method: "POST", headers, body: "{\"score\":\"lots\"}" });
+    expect(bad.status).toBe(400);
+    expect((await fetch(`${game.url}/api/game/profile`)).status).toBe(401);
+    expect((await fetch(`${game.url}/api/game/profile`, { headers: { authorization: "Bearer x.y.z" } })).status).toBe(401);
   });
 
   it("serves /readyz 200 once the game backend answers", async () => {

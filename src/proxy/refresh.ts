@@ -1,0 +1,98 @@
+import type { AuditLog } from "../audit/log";
+import { ProviderError, type Provider } from "../auth/providers";
+import type { Session, SessionStore } from "../auth/session";
+import type { Clock } from "../clock";
+import { DecryptionError } from "../crypto/token-cipher";
+import { refuse } from "../http/errors";
+
+/** CONTRACT.md: refresh at most 60 s before the access token expires. */
+const REFRESH_AHEAD_MS = 60_000;
+
+/**
+ * The user's provider access token for `provider-token` upstreams, refreshed before it
+ * expires, one refresh at a time per session (RFC 9700 4.14.2: a rotated refresh token used
+ * twice revokes the grant). In this process concurrent requests share one promise; across
+ * processes the `version` compare-and-swap in {@link SessionStore.replaceTokens} lets only
+ * one writer win, and the loser re-reads what the winner stored.
+ */
+export class TokenRefresher {
+  private readonly inflight = new Map<string, Promise<string>>();
+
+  constructor(
+    private readonly sessions: SessionStore,
+    private readonly providers: Map<string, Provider>,
+    private readonly audit: AuditLog,
+    private readonly clock: Clock,
+  ) {}
+
+  /** A usable access token; refuses with 401 (session ended) or 502 (provider unreachable). */
+  async accessToken(session: Session): Promise<string> {
+    const tokens = this.read(session);
+    if (tokens.accessTokenExpiresAt === null || tokens.accessTokenExpiresAt - REFRESH_AHEAD_MS > this.clock.now()) {
+      return tokens.accessToken;
+    }
+    let pending = this.inflight.get(session.id);
+    if (pending === undefined) {
+      pending = this.refresh(session).finally(() => this.inflight.delete(session.id));
+      this.inflight.set(session.id, pending);
+    }
+    return pending;
+  }
+
+  private async refresh(session: Session): Promise<string> {
+    const version = this.sessions.version(session.id);
+    const tokens = this.read(session);
+    const provider = this.providers.get(session.provider);
+    if (version === null || provider === undefined || tokens.refreshToken === null) {
+      this.audit.write("token.refresh.failed", { sessionId: session.id, reason: "no refresh token" });
+      this.sessions.end(session.id, session.accountId, "refresh_refused");
+      refuse(401, "no_session", "Your session has ended; log in again.");
+    }
+    let fresh;
+    try {
+      fresh = await provider.refresh(tokens.refreshToken);
+    } catch (error) {
+      if (error instanceof ProviderError && !error.isUnreachable && (error.isGrantRevoked || error.code === "invalid_client")) {
+        // BBA / ASVS 10.4.8: the provider revoked the grant, so the session ends here too.
+        this.audit.write("token.refresh.failed", { sessionId: session.id, provider: provider.name, reason: error.code });
+        this.sessions.end(session.id, session.accountId, "refresh_refused");
+        refuse(401, "no_session", "The identity provider ended your session; log in again.");
+      }
+      this.audit.write("token.refresh.failed", {
+        sessionId: session.id,
+        provider: provider.name,
+        reason: error instanceof ProviderError ? error.code : "error",
+      });
+      this.audit.write("upstream.failed", { sessionId: session.id, upstream: provider.name, reason: "token refresh" });
+      refuse(502, "provider_unavailable", "The identity provider could not be reached; try again.");
+    }
+    // Providers that do not rotate refresh tokens answer without one: keep the old one.
+    const next = { ...fresh, refreshToken: fresh.refreshToken ?? tokens.refreshToken };
+    if (!this.sessions.replaceTokens(session.id, version, next)) {
+      // Another process refreshed first; its tokens are the ones to use.
+      return this.read(session).accessToken;
+    }
+    this.audit.write("token.refresh.succeeded", { sessionId: session.id, provider: provider.name });
+    this.audit.write("session.refreshed", { sessionId: session.id });
+    return next.accessToken;
+  }
+
+  private read(session: Session): NonNullable<ReturnType<SessionStore["readTokens"]>> {
+    let tokens;
+    try {
+      tokens = this.sessions.readTokens(session.id);
+    } catch (error) {
+      if (!(error instanceof DecryptionError)) throw error;
+      // A ciphertext that fails authentication was tampered with or moved: refuse the
+      // session outright, before anything is sent upstream (SECURITY.md D17).
+      this.audit.write("crypto.decrypt.failed", { sessionId: session.id, reason: "provider tokens", detail: error.message });
+      this.sessions.end(session.id, session.accountId, "decrypt_failed");
+      refuse(401, "no_session", "Your session could not be read; log in again.");
+    }
+    if (tokens === null) {
+      this.sessions.end(session.id, session.accountId, "revoked");
+      refuse(401, "no_session", "Your session has ended; log in again.");
+    }
+    return tokens;
+  }
+}
