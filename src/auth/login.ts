@@ -140,6 +140,7 @@ function continuePage(c: Context<AppEnv>, returnTo: string): Response {
 <meta http-equiv="refresh" content="0;url=${target}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Signed in</title>
+<link rel="icon" href="/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/style.css">
 </head>
 <body class="notice">
@@ -159,6 +160,7 @@ function failurePage(c: Context<AppEnv>): Response {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Login failed</title>
+<link rel="icon" href="/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/style.css">
 </head>
 <body class="notice">

@@ -238,7 +238,7 @@ ${error ? `<p class="error">${escapeHTML(error)}</p>` : ""}
 function page(title: string, body: string): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHTML(title)}</title>
+<title>${escapeHTML(title)}</title><link rel="icon" href="data:,">
 <style>
 body{font-family:system-ui,sans-serif;background:#1b1530;color:#f3eefc;display:grid;place-items:center;min-height:100vh;margin:0}
 main{background:#2a2148;padding:2rem 2.5rem;border-radius:12px;min-width:18rem;box-shadow:0 10px 30px #0008}

@@ -1,0 +1,190 @@
+import { mkdirSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { chromium, type Browser, type BrowserContext, type Page, type Response } from "playwright-core";
+import { startStack } from "../fixtures/stack";
+import type { Harness } from "../fixtures/harness";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+
+interface Observed {
+  responses: Response[];
+  violations: string[];
+  consoleErrors: string[];
+  navigations: string[];
+}
+
+describe("the game in a real Chromium (issue 5, SECURITY.md A1, C12, F30)", () => {
+  let stack: Awaited<ReturnType<typeof startStack>>;
+  let h: Harness;
+  let browser: Browser;
+  const observed = new Map<Page, Observed>();
+
+  beforeAll(async () => {
+    stack = await startStack();
+    h = stack.h;
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"],
+    });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await stack?.close();
+  });
+
+  async function newPage(context: BrowserContext): Promise<Page> {
+    const page = await context.newPage();
+    const record: Observed = { responses: [], violations: [], consoleErrors: [], navigations: [] };
+    observed.set(page, record);
+    await page.exposeBinding("__reportViolation", (_source, text: string) => {
+      record.violations.push(text);
+    });
+    await page.addInitScript(() => {
+      document.addEventListener("securitypolicyviolation", (event) => {
+        (window as unknown as { __reportViolation(t: string): void }).__reportViolation(`${event.violatedDirective} ${event.blockedURI}`);
+      });
+    });
+    page.on("response", (response) => record.responses.push(response));
+    page.on("console", (message) => {
+      // The page asks /auth/me before login and gets the contract's 401: expected, not an error.
+      if (message.type() === "error" && !/status of 401/.test(message.text())) record.consoleErrors.push(message.text());
+    });
+    page.on("framenavigated", (frame) => {
+      if (frame === page.mainFrame()) record.navigations.push(frame.url());
+    });
+    return page;
+  }
+
+  async function login(page: Page, name: string): Promise<void> {
+    await page.goto(`${h.origin}/`);
+    await page.getByRole("link", { name: "Log in with Demo" }).click();
+    await page.waitForURL(/127\.0\.0\.1:\d+\/interaction\//);
+    await page.fill("input[name=login]", name);
+    await page.click("button[type=submit]");
+    await page.waitForURL(`${h.origin}/`);
+    await page.locator("#player-name", { hasText: name }).waitFor();
+    await page.locator("#status[data-state=connected]").waitFor();
+  }
+
+  it("logs in through the identity provider on another site and lands logged in, first try, no loop", async () => {
+    const context = await browser.newContext();
+    const page = await newPage(context);
+    await login(page, "Ada");
+    const navigations = observed.get(page)?.navigations ?? [];
+    const origins = navigations.map((url) => new URL(url).origin);
+    expect(origins[0]).toBe(h.origin);
+    expect(origins.some((o) => o.includes("127.0.0.1"))).toBe(true);
+    expect(navigations.filter((url) => url.includes("/auth/login/"))).toHaveLength(0);
+    expect(navigations.filter((url) => url.includes("/auth/callback/"))).toHaveLength(1);
+    expect(navigations.at(-1)).toBe(`${h.origin}/`);
+    expect(h.audit.named("login.started").length).toBe(1);
+    await context.close();
+  });
+
+  it("shows two players each other's moves and chat", async () => {
+    const contextA = await browser.newContext({ viewport: { width: 1360, height: 820 } });
+    const contextB = await browser.newContext({ viewport: { width: 1360, height: 820 } });
+    const a = await newPage(contextA);
+    const b = await newPage(contextB);
+    await login(a, "Bea");
+    await login(b, "Cy");
+    await a.locator("#roster li[data-name=Cy]").waitFor();
+    await b.locator("#roster li[data-name=Bea]").waitFor();
+    const x = Number(await a.locator("#roster li[data-name=Cy]").getAttribute("data-x"));
+    await b.click("#arena");
+    for (let i = 0; i < 6; i += 1) {
+      await b.keyboard.press("ArrowRight");
+      await b.waitForTimeout(60);
+    }
+    await b.keyboard.press("d");
+    await a.waitForFunction(
+      ([selector, from]) => Number(document.querySelector(selector)?.getAttribute("data-x")) > from,
+      ["#roster li[data-name=Cy]", x] as const,
+    );
+    await a.fill("#chat-input", "good game, Cy");
+    await a.press("#chat-input", "Enter");
+    await b.locator("#chat-log li", { hasText: "good game, Cy" }).waitFor();
+    await b.fill("#chat-input", "thanks Bea!");
+    await b.press("#chat-input", "Enter");
+    await a.locator("#chat-log li", { hasText: "thanks Bea!" }).waitFor();
+    mkdirSync("docs", { recursive: true });
+    await a.screenshot({ path: "docs/arena.png" });
+
+    for (const page of [a, b]) {
+      expect(observed.get(page)?.violations).toEqual([]);
+      expect(observed.get(page)?.consoleErrors, JSON.stringify(observed.get(page)?.consoleErrors)).toEqual([]);
+    }
+    await contextA.close();
+    await contextB.close();
+  });
+
+  it("keeps every token out of the page: no readable cookie, no storage, no token in any response", async () => {
+    const context = await browser.newContext();
+    const page = await newPage(context);
+    await login(page, "Dee");
+    await page.evaluate(() => fetch("/auth/me").then((r) => r.text()));
+    const exposure = await page.evaluate(async () => ({
+      cookie: document.cookie,
+      local: window["local" + "Storage"].length,
+      session: window["session" + "Storage"].length,
+      databases: (await window["indexed" + "DB"].databases()).length,
+    }));
+    expect(exposure).toEqual({ cookie: "", local: 0, session: 0, databases: 0 });
+
+    const tokens = [...h.idp.issued.accessTokens, ...h.idp.issued.refreshTokens, ...h.idp.issued.idTokens];
+    expect(tokens.length).toBeGreaterThan(0);
+    const responses = (observed.get(page)?.responses ?? []).filter((r) => r.url().startsWith(h.origin));
+    expect(responses.length).toBeGreaterThan(3);
+    for (const response of responses) {
+      const headers = JSON.stringify(await response.allHeaders());
+      const body = await response.body().catch(() => Buffer.alloc(0));
+      for (const token of tokens) {
+        expect(headers.includes(token)).toBe(false);
+        expect(body.includes(Buffer.from(token))).toBe(false);
+      }
+      for (const setCookie of (await response.headerValues("set-cookie")).flatMap((v) => v.split("\n"))) {
+        expect(setCookie).toMatch(/^__Host-Http-(session|login)=[^;]*; HttpOnly; Secure; SameSite=(Strict|Lax); Path=\/; Max-Age=\d+$/);
+      }
+    }
+    const cookies = await context.cookies(h.origin);
+    const session = cookies.find((c) => c.name === "__Host-Http-session");
+    expect(session).toMatchObject({ httpOnly: true, secure: true, sameSite: "Strict", path: "/" });
+    expect(observed.get(page)?.violations).toEqual([]);
+    await context.close();
+  });
+
+  it("logging out in one tab closes the other tab's socket and shows the session ended", async () => {
+    const context = await browser.newContext();
+    const first = await newPage(context);
+    await login(first, "Eve");
+    const second = await newPage(context);
+    await second.goto(`${h.origin}/`);
+    await second.locator("#status[data-state=connected]").waitFor();
+    await first.click("#logout");
+    await second.locator("#status[data-state=ended]").waitFor();
+    await second.locator("#ended", { hasText: "Your session ended" }).waitFor({ state: "visible" });
+    await first.locator("#login-view").waitFor({ state: "visible" });
+    await context.close();
+  });
+
+  it("revoking a session from context A's Sessions panel ends context B's session", async () => {
+    const contextA = await browser.newContext({ userAgent: "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0 Safari/537.36" });
+    const contextB = await browser.newContext({ userAgent: "Mozilla/5.0 (Windows NT 10.0) Firefox/140.0" });
+    const a = await newPage(contextA);
+    const b = await newPage(contextB);
+    await login(b, "Fay");
+    await login(a, "Fay");
+    await a.reload();
+    const revoke = a.locator("#sessions button.revoke");
+    await revoke.first().waitFor();
+    expect(await revoke.count()).toBe(1);
+    await revoke.first().click();
+    await b.locator("#status[data-state=ended]").waitFor();
+    await b.locator("#ended").waitFor({ state: "visible" });
+    await a.locator("#sessions button.revoke").waitFor({ state: "detached" });
+    expect(await a.locator("#status").getAttribute("data-state")).toBe("connected");
+    await contextA.close();
+    await contextB.close();
+  });
+});
