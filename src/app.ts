@@ -75,6 +75,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const csrf = csrfMiddleware(config.allowedOrigins, audit);
   app.use("/auth/*", csrf);
   app.use("/api/*", csrf);
+  app.use("/auth/*", rateLimitMiddleware("auth", new RateLimiter(config.rateLimits.auth, deps.clock), audit));
   const loginLimit = rateLimitMiddleware("login", new RateLimiter(config.rateLimits.login, deps.clock), audit);
   app.use("/auth/login/*", loginLimit);
   app.use("/auth/callback/*", loginLimit);

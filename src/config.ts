@@ -66,6 +66,8 @@ export interface Config {
   auditLogPath: string | null;
   maxConnections: number;
   rateLimits: {
+    /** Every other /auth/* request (me, sessions, logout). */
+    auth: RateLimitConfig;
     login: RateLimitConfig;
     ticket: RateLimitConfig;
     upgrade: RateLimitConfig;
@@ -176,6 +178,7 @@ export function loadConfig(env: Env): Config {
     auditLogPath: read.optional("AUDIT_LOG_PATH"),
     maxConnections: read.integer("MAX_CONNECTIONS", 10_000, { min: 1 }),
     rateLimits: {
+      auth: read.rateLimit("RATE_LIMIT_AUTH", { rate: 10, burst: 100 }),
       login: read.rateLimit("RATE_LIMIT_LOGIN", { rate: 1, burst: 20 }),
       ticket: read.rateLimit("RATE_LIMIT_TICKET", { rate: 2, burst: 30 }),
       upgrade: read.rateLimit("RATE_LIMIT_UPGRADE", { rate: 2, burst: 30 }),

@@ -18,6 +18,9 @@ export const GAME_PROTOCOL = "game.v1";
 const TICKET_PREFIX = "ticket.";
 const BACKEND_HANDSHAKE_TIMEOUT_MS = 10_000;
 const WEBSOCKET_KEY = /^[+/0-9A-Za-z]{22}==$/;
+// Upgrades waiting for their backend handshake hold two sockets each: cap them, so a
+// stalled backend cannot make the gate pile up connections (issue 7, SECURITY.md H35).
+const MAX_UPGRADES_IN_PROGRESS = 1_000;
 
 export interface GateDeps {
   config: Config;
@@ -70,6 +73,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
   const upgradeLimiter = new RateLimiter(config.rateLimits.upgrade, deps.clock);
   const backendURL = config.gameBackendURL === null ? null : `${config.gameBackendURL.replace(/^http/, "ws")}/ws`;
   const audience = config.gameBackendAudience ?? config.publicOrigin;
+  let upgradesInProgress = 0;
   const server = new WebSocketServer({
     noServer: true,
     clientTracking: false,
@@ -123,6 +127,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       // 6. A cap on sockets per session.
       if (deps.registry.countForSession(session.id) >= config.wsMaxSocketsPerSession) throw new Refusal(429, "too many sockets");
       if (backendURL === null) throw new Refusal(502, "no game backend configured");
+      if (upgradesInProgress >= MAX_UPGRADES_IN_PROGRESS) throw new Refusal(503, "too many upgrades in progress");
 
       // 7. The backend must accept its own upgrade before we answer ours (fail closed).
       const assertion = deps.signer.sign({ sub: account.id, sid: session.id, name: account.displayName, aud: audience });
@@ -134,9 +139,11 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
         followRedirects: false,
       });
       let settled = false;
+      upgradesInProgress += 1;
       const failBackend = (reason: string): void => {
         if (settled) return;
         settled = true;
+        upgradesInProgress -= 1;
         backend.removeAllListeners();
         backend.on("error", () => undefined);
         backend.terminate();
@@ -153,6 +160,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       backend.once("open", () => {
         if (settled) return;
         settled = true;
+        upgradesInProgress -= 1;
         // The backend may speak first (a welcome message): hold its frames until the relay
         // listens, or they would be emitted to nobody while the browser's handshake completes.
         backend.pause();

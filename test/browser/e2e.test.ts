@@ -126,9 +126,9 @@ describe("the game in a real Chromium (issue 5, SECURITY.md A1, C12, F30)", () =
     await page.evaluate(() => fetch("/auth/me").then((r) => r.text()));
     const exposure = await page.evaluate(async () => ({
       cookie: document.cookie,
-      local: window["local" + "Storage"].length,
-      session: window["session" + "Storage"].length,
-      databases: (await window["indexed" + "DB"].databases()).length,
+      local: localStorage.length,
+      session: sessionStorage.length,
+      databases: (await indexedDB.databases()).length,
     }));
     expect(exposure).toEqual({ cookie: "", local: 0, session: 0, databases: 0 });
 

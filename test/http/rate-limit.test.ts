@@ -38,6 +38,41 @@ describe("rate limits (SECURITY.md H34)", () => {
   });
 });
 
+describe("rate limits on every /auth/* route and on upgrades", () => {
+  it("limits /auth/me per IP and per session with RATE_LIMIT_AUTH", async () => {
+    const h = await startHarness({ env: { RATE_LIMIT_AUTH: "1/s,3" } });
+    try {
+      const { token } = await h.login("auth-limited");
+      const statuses: number[] = [];
+      for (let i = 0; i < 4; i += 1) {
+        statuses.push((await fetch(`${h.origin}/auth/me`, { headers: { cookie: `__Host-Http-session=${token}` } })).status);
+      }
+      // The login itself spent one token of the IP's bucket (its callback is under /auth/*).
+      expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(1);
+      expect(statuses[0]).toBe(200);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("limits upgrades per IP with RATE_LIMIT_UPGRADE, before any session or ticket work", async () => {
+    const { startRecordingBackend } = await import("../fixtures/backend");
+    const { mintTicket, upgradeStatus } = await import("../fixtures/ws-client");
+    const backend = await startRecordingBackend();
+    const h = await startHarness({ env: { GAME_BACKEND_URL: backend.url, RATE_LIMIT_UPGRADE: "1/s,2" } });
+    try {
+      const { token } = await h.login("upgrade-limited");
+      const statuses: number[] = [];
+      for (let i = 0; i < 3; i += 1) statuses.push(await upgradeStatus(h, await mintTicket(h, token), { token }));
+      expect(statuses).toEqual([101, 101, 429]);
+      expect(h.audit.named("ratelimit.hit").some((e) => e.reason === "upgrade")).toBe(true);
+    } finally {
+      await h.close();
+      await backend.close();
+    }
+  });
+});
+
 describe("#clientIP", () => {
   it.each([
     ["10.0.0.1", "1.2.3.4", 0, "10.0.0.1"],
