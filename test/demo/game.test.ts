@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { startDemoGame, type DemoGame } from "../../src/demo/game";
 import { createGameAPI } from "../../src/demo/game-api";
+import { until } from "../fixtures/wait";
 import { startHarness, type Harness } from "../fixtures/harness";
 import { inbox, mintTicket, openSocket, upgradeStatus } from "../fixtures/ws-client";
 
@@ -13,13 +14,6 @@ function messages(ws: WebSocket): { some(f: (m: GameMessage) => boolean): boolea
   return { some: (f) => all().some(f), find: (f) => all().find(f), filter: (f) => all().filter(f) };
 }
 
-async function until(check: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 2000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 describe("the demo game backend", () => {
   let game: DemoGame;

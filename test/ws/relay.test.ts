@@ -1,6 +1,7 @@
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRecordingBackend, type RecordingBackend } from "../fixtures/backend";
+import { until } from "../fixtures/wait";
 import { startHarness, type Harness } from "../fixtures/harness";
 import { closeOf, mintTicket, nextMessage, openSocket } from "../fixtures/ws-client";
 import type { Relay } from "../../src/ws/relay";
@@ -11,13 +12,6 @@ function relays(h: Harness): Relay[] {
   return [...bySession.values()].flatMap((set) => [...set]);
 }
 
-async function until(check: () => boolean, what: string, ms = 2000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 describe("the relay (SECURITY.md E24–E28)", () => {
   let backend: RecordingBackend;
