@@ -78,6 +78,8 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
     throw new Error("no TOKEN_ENCRYPTION_KEYS / ASSERTION_SIGNING_KEYS (demo keys are only generated in demo mode)");
   }
 
+  // The upstreams file is configuration: check it before any network or database I/O.
+  const upstreams = loadUpstreams(config, config.providers.map((p) => p.name));
   const providers = await createProviders(config.providers, { publicOrigin: config.publicOrigin, clock, fetch: options.fetch });
   const db = openDatabase(config.databasePath);
   // The audit log names sessions by a keyed hash; the key is derived from the first token key.
@@ -96,7 +98,6 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
   const accounts = new AccountStore(db, clock, randomBytes);
   const attempts = new LoginAttemptStore(db, cipher, clock, randomBytes);
   const signer = new AssertionSigner(signingKeys, config.publicOrigin, clock, randomBytes);
-  const upstreams = loadUpstreams(config, [...providers.keys()]);
   const refresher = new TokenRefresher(sessions, providers, audit, clock);
   const tickets = new TicketStore(db, clock, randomBytes, config.wsTicketTTLSeconds);
   const registry = new SocketRegistry(events, sessions);

@@ -2,6 +2,7 @@ import { Hono, type Context } from "hono";
 import type { AppEnv } from "../app-env";
 import type { AuditLog } from "../audit/log";
 import { requireSession } from "../auth/routes";
+import type { Session } from "../auth/session";
 import type { Clock } from "../clock";
 import type { RateLimitConfig } from "../config";
 import { refuse } from "../http/errors";
@@ -25,7 +26,9 @@ export interface APIRelayDeps {
 const BODY_LIMIT = 1024 * 1024;
 const UPSTREAM_TIMEOUT_MS = 30_000;
 // RFC 9110 7.6.1 hop-by-hop fields, plus what only the browser↔BFF leg may carry and what
-// the BFF sets itself (SECURITY.md D21).
+// the BFF sets itself (SECURITY.md D21). `expect` is the BFF's to answer (RFC 9110 10.1.1),
+// and undici's fetch refuses to send it. The client's `accept-encoding` goes too: undici asks
+// for what it can decode and decodes it, so the body we stream back is always plain.
 const STRIPPED_REQUEST_HEADERS = new Set([
   "connection",
   "keep-alive",
@@ -38,11 +41,19 @@ const STRIPPED_REQUEST_HEADERS = new Set([
   "upgrade",
   "host",
   "content-length",
+  "expect",
+  "accept-encoding",
   "cookie",
   "authorization",
   "forwarded",
-  "x-real-ip",
   "x-csrf",
+  // Client-address headers some frameworks trust like X-Forwarded-For: a browser must not
+  // be able to pick the address the upstream logs or rate-limits.
+  "x-real-ip",
+  "x-client-ip",
+  "true-client-ip",
+  "cf-connecting-ip",
+  "x-cluster-client-ip",
 ]);
 const STRIPPED_RESPONSE_HEADERS = new Set([
   "connection",
@@ -53,14 +64,16 @@ const STRIPPED_RESPONSE_HEADERS = new Set([
   "trailer",
   "transfer-encoding",
   "upgrade",
+  // The session cookie is the BFF's alone: an upstream can neither set nor wipe cookies.
   "set-cookie",
+  "set-cookie2",
+  "clear-site-data",
   // fetch hands us the decoded body, so the upstream's length and encoding no longer apply.
   "content-length",
   "content-encoding",
-  // Our own policy headers win over the upstream's.
+  // Our own policy headers win over the upstream's (and every access-control-* goes too:
+  // CONTRACT.md, no CORS and never a reflected Origin).
   "content-security-policy",
-  "access-control-allow-origin",
-  "access-control-allow-credentials",
   "strict-transport-security",
 ]);
 
@@ -74,7 +87,7 @@ export function apiRoutes(deps: APIRelayDeps): Hono<AppEnv> {
   const limiter = rateLimitMiddleware("api", new RateLimiter(deps.rateLimit, deps.clock), deps.audit);
   const publicProto = new URL(deps.publicOrigin).protocol.replace(":", "");
 
-  routes.all("/*", limiter, async (c) => {
+  routes.all("/*", limiter, async function relay(c) {
     const { session, account } = requireSession(c);
     const resolved = resolveUpstream(deps.routes, c.env?.incoming?.url ?? new URL(c.req.url).pathname);
     if ("refusal" in resolved) {
@@ -88,19 +101,28 @@ export function apiRoutes(deps: APIRelayDeps): Hono<AppEnv> {
     const body = await readBoundedBody(c);
 
     const headers = new Headers();
-    const connectionListed = (c.req.header("connection") ?? "").toLowerCase().split(/\s*,\s*/);
+    const connectionListed = listedInConnection(c.req.raw.headers);
     for (const [name, value] of c.req.raw.headers) {
-      if (STRIPPED_REQUEST_HEADERS.has(name) || name.startsWith("x-forwarded-") || connectionListed.includes(name)) continue;
+      if (STRIPPED_REQUEST_HEADERS.has(name) || name.startsWith("x-forwarded-") || connectionListed.has(name)) continue;
       headers.set(name, value);
     }
     headers.set("x-forwarded-for", c.var.clientIP);
     headers.set("x-forwarded-proto", publicProto);
-    const credential =
-      route.credential.mode === "assertion"
-        ? deps.signer.sign({ sub: account.id, sid: session.id, name: account.displayName, aud: route.audience })
-        : await providerToken(deps, route.credential.provider, session);
+    // The credential comes last, after every refusal above: a refused request costs no
+    // signature and no token refresh.
+    let credential: string;
+    if (route.credential.mode === "assertion") {
+      deps.refresher.checkIntact(session);
+      credential = deps.signer.sign({ sub: account.id, sid: session.id, name: account.displayName, aud: route.audience });
+    } else {
+      credential = await providerToken(deps.refresher, route.credential.provider, session);
+    }
     headers.set("authorization", `Bearer ${credential}`);
 
+    // Real time, not the injected clock: this bounds a wait on a socket. It covers the whole
+    // exchange, the streamed answer included, so a trickling upstream cannot pin a
+    // connection for longer than 30 s. A browser that goes away aborts the upstream call too.
+    const timeout = AbortSignal.timeout(deps.timeoutMs ?? UPSTREAM_TIMEOUT_MS);
     let upstream: Response;
     try {
       upstream = await fetch(url, {
@@ -109,21 +131,31 @@ export function apiRoutes(deps: APIRelayDeps): Hono<AppEnv> {
         body,
         // SECURITY.md D20: never follow an upstream's redirect on the user's behalf.
         redirect: "manual",
-        signal: AbortSignal.timeout(deps.timeoutMs ?? UPSTREAM_TIMEOUT_MS),
+        signal: AbortSignal.any([timeout, c.req.raw.signal]),
       });
     } catch (error) {
-      const timedOut = error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError");
-      deps.audit.write("upstream.failed", { sessionId: session.id, upstream: route.prefix, reason: timedOut ? "timeout" : "unreachable" });
-      if (timedOut) refuse(504, "upstream_timeout", "The game backend did not answer in time.");
-      refuse(502, "upstream_unreachable", "The game backend could not be reached.");
+      const reason = timeout.aborted ? "timeout" : c.req.raw.signal.aborted ? "client gone" : "unreachable";
+      deps.audit.write("upstream.failed", {
+        sessionId: session.id,
+        upstream: route.prefix,
+        reason,
+        detail: error instanceof Error && error.cause instanceof Error ? error.cause.message : undefined,
+      });
+      if (timeout.aborted) refuse(504, "upstream_timeout", "The upstream did not answer in time.");
+      refuse(502, "upstream_unreachable", "The upstream could not be reached.");
     }
 
     const answer = new Headers();
+    const upstreamConnectionListed = listedInConnection(upstream.headers);
     for (const [name, value] of upstream.headers) {
-      if (!STRIPPED_RESPONSE_HEADERS.has(name)) answer.set(name, value);
+      if (STRIPPED_RESPONSE_HEADERS.has(name) || name.startsWith("access-control-") || upstreamConnectionListed.has(name)) continue;
+      answer.append(name, value);
     }
     const location = upstream.headers.get("location");
     if (location !== null) answer.set("location", rewriteLocation(location, url, route));
+    // ASVS 14.3.2: an answer made for one session must not land in a shared cache. An
+    // upstream that says nothing gets no-store; one that chose a policy keeps it.
+    if (!answer.has("cache-control")) answer.set("cache-control", "no-store");
     if (upstream.status >= 500) {
       deps.audit.write("upstream.failed", { sessionId: session.id, upstream: route.prefix, status: upstream.status });
     }
@@ -133,20 +165,32 @@ export function apiRoutes(deps: APIRelayDeps): Hono<AppEnv> {
   return routes;
 }
 
-async function providerToken(deps: APIRelayDeps, provider: string, session: ReturnType<typeof requireSession>["session"]): Promise<string> {
+/** Header names listed in `Connection` (RFC 9110 7.6.1): hop-by-hop for this one message. */
+function listedInConnection(headers: Headers): Set<string> {
+  const value = headers.get("connection");
+  if (value === null) return new Set();
+  return new Set(value.split(",").map((name) => name.trim().toLowerCase()).filter((name) => name !== ""));
+}
+
+async function providerToken(refresher: TokenRefresher, provider: string, session: Session): Promise<string> {
+  // A provider token is only ever the one the user logged in with: a session from provider
+  // A must not be turned into a call that looks like it came from provider B.
   if (session.provider !== provider) {
     refuse(403, "wrong_provider", `This route needs a login with ${provider}.`);
   }
-  return deps.refresher.accessToken(session);
+  return refresher.accessToken(session);
 }
 
 /**
- * Reads the request body up to 1 MiB. Bounded buffering is deliberate: streaming it
- * straight into the upstream request would hand the upstream the first megabyte of an
- * oversized chunked body before we could refuse it; this way an oversized body is refused
- * with 413 and the upstream sees nothing (SECURITY.md H36).
+ * Reads the request body, at most 1 MiB, before the upstream is contacted. Bounded
+ * buffering is deliberate: streaming the body straight into the upstream request would hand
+ * the upstream the first megabyte of an oversized chunked body (no Content-Length to refuse
+ * it by) before we could say 413; buffering lets us refuse it with the upstream having seen
+ * nothing at all (SECURITY.md H36). app.ts's `bodyLimit` already does the same for
+ * `/api/*`; this is the relay's own guarantee, which does not depend on middleware order.
+ * The cost is at most 1 MiB of memory per request in flight, which the connection cap bounds.
  */
-async function readBoundedBody(c: Context<AppEnv>): Promise<ArrayBuffer | undefined> {
+async function readBoundedBody(c: Context<AppEnv>): Promise<Uint8Array<ArrayBuffer> | undefined> {
   if (c.req.method === "GET" || c.req.method === "HEAD" || c.req.raw.body === null) return undefined;
   const declared = Number(c.req.header("content-length") ?? "0");
   if (declared > BODY_LIMIT) refuse(413, "too_large", "The request body is larger than 1 MiB.", { connection: "close" });
@@ -163,8 +207,7 @@ async function readBoundedBody(c: Context<AppEnv>): Promise<ArrayBuffer | undefi
     }
     chunks.push(value);
   }
-  const joined = Buffer.concat(chunks);
-  return joined.buffer.slice(joined.byteOffset, joined.byteOffset + joined.byteLength) as ArrayBuffer;
+  return Buffer.concat(chunks);
 }
 
 /** A `Location` pointing into the upstream's own target is mapped back under our prefix; others pass as they are. */

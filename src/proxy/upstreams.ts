@@ -54,23 +54,27 @@ export function loadUpstreams(config: Config, providerNames: string[]): Upstream
   return parseUpstreams(parsed, providerNames, `UPSTREAMS_FILE ${config.upstreamsFile}`);
 }
 
+/** Checks the upstreams file's JSON field by field; throws one {@link ConfigError} listing every problem. */
 export function parseUpstreams(value: unknown, providerNames: string[], where: string): UpstreamRoute[] {
   const problems: string[] = [];
   const routes: UpstreamRoute[] = [];
   const seenPrefixes = new Set<string>();
-  const list = typeof value === "object" && value !== null ? (value as { routes?: unknown }).routes : undefined;
+  const list = isRecord(value) ? value.routes : undefined;
   if (!Array.isArray(list) || list.length === 0) {
     throw new ConfigError([`${where}: expected {"routes": [ … ]} with at least one route`]);
   }
   list.forEach((entry: unknown, index) => {
     const at = `${where} routes[${index}]`;
-    if (typeof entry !== "object" || entry === null) {
+    if (!isRecord(entry)) {
       problems.push(`${at}: not an object`);
       return;
     }
-    const record = entry as Record<string, unknown>;
-    const { prefix, target, audience, methods, credential, provider } = record;
+    const { prefix, target, audience, methods, credential, provider } = entry;
     const before = problems.length;
+    for (const key of Object.keys(entry)) {
+      // A misspelt key ("credentials", "method") would otherwise silently fall back to a default.
+      if (!ROUTE_KEYS.has(key)) problems.push(`${at}: unknown key "${key}"`);
+    }
     if (typeof prefix !== "string" || !/^\/api\/([A-Za-z0-9_-]+\/)+$/.test(prefix)) {
       problems.push(`${at}.prefix must look like "/api/name/" (letters, digits, - and _, ending in /)`);
     } else if (seenPrefixes.has(prefix)) {
@@ -84,19 +88,27 @@ export function parseUpstreams(value: unknown, providerNames: string[], where: s
     } catch {
       targetURL = null;
     }
-    if (targetURL === null || (targetURL.protocol !== "http:" && targetURL.protocol !== "https:") || targetURL.search !== "" || targetURL.hash !== "" || targetURL.username !== "") {
+    if (
+      targetURL === null ||
+      (targetURL.protocol !== "http:" && targetURL.protocol !== "https:") ||
+      targetURL.search !== "" ||
+      targetURL.hash !== "" ||
+      targetURL.username !== "" ||
+      targetURL.password !== ""
+    ) {
       problems.push(`${at}.target must be an http(s):// URL without query, fragment or credentials`);
     }
     if (audience !== undefined && (typeof audience !== "string" || audience === "")) {
       problems.push(`${at}.audience must be a non-empty string`);
     }
-    const methodList = methods === undefined ? DEFAULT_METHODS : methods;
-    if (!Array.isArray(methodList) || methodList.length === 0 || !methodList.every((m) => typeof m === "string" && METHODS.has(m))) {
-      problems.push(`${at}.methods must be a list of ${[...METHODS].join(", ")}`);
+    const methodList = parseMethods(methods);
+    if (methodList === null) {
+      problems.push(`${at}.methods must be a non-empty list of ${[...METHODS].join(", ")}`);
     }
     let parsedCredential: Credential | null = null;
     if (credential === undefined || credential === "assertion") {
       parsedCredential = { mode: "assertion" };
+      if (provider !== undefined) problems.push(`${at}.provider only goes with "credential": "provider-token"`);
     } else if (credential === "provider-token") {
       if (typeof provider !== "string" || !providerNames.includes(provider)) {
         problems.push(`${at}.provider must name a configured provider (${providerNames.join(", ") || "none configured"})`);
@@ -106,14 +118,14 @@ export function parseUpstreams(value: unknown, providerNames: string[], where: s
     } else {
       problems.push(`${at}.credential must be "assertion" or "provider-token"`);
     }
-    if (problems.length > before || targetURL === null || parsedCredential === null || typeof prefix !== "string") return;
+    if (problems.length > before || targetURL === null || parsedCredential === null || methodList === null || typeof prefix !== "string") return;
     const base = targetURL.href.endsWith("/") ? targetURL.href : `${targetURL.href}/`;
     routes.push({
       prefix,
       target: base,
       exactTarget: targetURL.href,
       audience: typeof audience === "string" ? audience : targetURL.origin,
-      methods: new Set(methodList as string[]),
+      methods: new Set(methodList),
       credential: parsedCredential,
     });
   });
@@ -121,37 +133,76 @@ export function parseUpstreams(value: unknown, providerNames: string[], where: s
   return routes;
 }
 
+/** Why a raw request target was not relayed: a 400 (`bad_path`) or a 404 (`no_route`). */
+export type UpstreamRefusal = "bad_path" | "no_route";
+
 /**
- * The route and upstream URL for a raw request target, or why not. Works on the raw,
- * undecoded path: anything that could climb out of the route's target once decoded or
- * normalised by someone downstream — `..` and `.` segments, empty segments (`//host`),
- * backslashes, encoded `/`, `\`, `.`, `%` (double encoding) or NUL, control characters — is refused, not cleaned
- * up (SECURITY.md D20).
+ * The route and upstream URL for a raw, undecoded request target (`/api/game/x?y=1`), or
+ * why not (SECURITY.md D20). Hostile paths are refused, never cleaned up: a path that
+ * "normalises" to something harmless here may be read differently by the upstream's own
+ * framework (Tomcat's `..;`, IIS's backslashes, a double decode), so the only safe answer
+ * to anything ambiguous is 400. Refused, on the raw bytes:
+ *
+ * - anything that is not printable ASCII (controls, spaces, NUL, raw UTF-8): RFC 3986
+ *   section 2 wants those percent-encoded, so only a tool or an attacker sends them raw;
+ * - backslashes, `#`, empty segments (`//host`) and malformed `%` escapes;
+ *
+ * and, per segment, once decoded and NFKC-normalised (the decode the upstream will do, and
+ * the Unicode folding some do after it: `%EF%BC%8E` is a full-width dot): `.` and `..`,
+ * also with `;parameters` (`..;` climbs in Tomcat), and any `/`, `\`, `%` (a second round
+ * of decoding), or control character.
  */
-export function resolveUpstream(
-  routes: UpstreamRoute[],
-  rawTarget: string,
-): { route: UpstreamRoute; url: URL } | { refusal: "bad_path" | "no_route" } {
+export function resolveUpstream(routes: UpstreamRoute[], rawTarget: string): { route: UpstreamRoute; url: URL } | { refusal: UpstreamRefusal } {
   const queryStart = rawTarget.indexOf("?");
   const path = queryStart === -1 ? rawTarget : rawTarget.slice(0, queryStart);
   const query = queryStart === -1 ? "" : rawTarget.slice(queryStart);
-  if (
-    !path.startsWith("/") ||
-    path.includes("\\") ||
-    path.includes("//") ||
-    /%(2f|5c|2e|00|25)/i.test(path) ||
-    /[\u0000-\u001f\u007f\s]/.test(rawTarget) ||
-    /(^|\/)\.\.?(\/|$)/.test(path) ||
-    /%(?![0-9a-f]{2})/i.test(path)
-  ) {
+  if (!path.startsWith("/") || /[^\x21-\x7e]|#/.test(rawTarget) || /\\|%(?![0-9a-f]{2})/i.test(path)) {
+    return { refusal: "bad_path" };
+  }
+  const segments = path.slice(1).split("/");
+  // The last segment may be empty (`/api/game/`), no other may be.
+  if (segments.slice(0, -1).some((segment) => segment === "") || !segments.every(isHarmlessSegment)) {
     return { refusal: "bad_path" };
   }
   const exact = routes.find((r) => path === r.prefix.slice(0, -1));
   if (exact !== undefined) return { route: exact, url: new URL(exact.exactTarget + query) };
-  const route = routes.find((r) => path.startsWith(r.prefix));
+  // The longest prefix wins, so `/api/game/admin/` can be its own route beside `/api/game/`.
+  const route = routes.filter((r) => path.startsWith(r.prefix)).sort((a, b) => b.prefix.length - a.prefix.length)[0];
   if (route === undefined) return { refusal: "no_route" };
   const url = new URL(route.target + path.slice(route.prefix.length) + query);
-  // Defence in depth: whatever the string work above missed, the result stays under the target.
+  // Defence in depth: whatever the checks above missed, the result stays under the target.
   if (!url.href.startsWith(route.target)) return { refusal: "bad_path" };
   return { route, url };
+}
+
+function isHarmlessSegment(raw: string): boolean {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(raw);
+  } catch {
+    // Percent escapes that are not UTF-8 (`%c0%ae`, the overlong dot): refuse.
+    return false;
+  }
+  for (const form of [decoded, decoded.normalize("NFKC")]) {
+    const name = form.split(";")[0] ?? "";
+    if (name === "." || name === ".." || /[\/\\%\u0000-\u001f\u007f]/.test(form)) return false;
+  }
+  return true;
+}
+
+const ROUTE_KEYS = new Set(["prefix", "target", "audience", "methods", "credential", "provider"]);
+
+function parseMethods(value: unknown): string[] | null {
+  if (value === undefined) return DEFAULT_METHODS;
+  if (!Array.isArray(value) || value.length === 0) return null;
+  const methods: string[] = [];
+  for (const item of value) {
+    if (typeof item !== "string" || !METHODS.has(item)) return null;
+    methods.push(item);
+  }
+  return methods;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
 }

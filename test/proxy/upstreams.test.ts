@@ -1,30 +1,38 @@
-import { createPublicKey, verify } from "node:crypto";
-import { describe, expect, it } from "vitest";
-import { ManualClock } from "../../src/clock";
-import { ConfigError } from "../../src/config";
-import { AssertionSigner } from "../../src/proxy/assertion";
-import { parseUpstreams, resolveUpstream } from "../../src/proxy/upstreams";
-import { AssertionVerifier } from "../../src/demo/verify-assertion";
-import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../../src/config";
+import { loadUpstreams, parseUpstreams, resolveUpstream, type UpstreamRoute } from "../../src/proxy/upstreams";
+import { testKey } from "../fixtures/harness";
+
+function problemsOf(run: () => unknown): string[] {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  return [];
+}
 
 describe("#parseUpstreams", () => {
   it("reports every problem of the file at once", () => {
-    let problems: string[] = [];
-    try {
+    const problems = problemsOf(() =>
       parseUpstreams(
         {
           routes: [
             { prefix: "api/game", target: "ftp://x", methods: ["TRACE"], credential: "magic" },
             { prefix: "/api/me/", target: "https://id.example.com/me?x=1", credential: "provider-token", provider: "nope" },
             { prefix: "/api/me/", target: "https://ok.example.com/", audience: "" },
+            { prefix: "/api/x/", target: "https://user:pw@ok.example.com/", credentials: "assertion", provider: "demo" },
+            "not a route",
           ],
         },
         ["demo"],
         "upstreams.json",
-      );
-    } catch (error) {
-      if (error instanceof ConfigError) problems = error.problems;
-    }
+      ),
+    );
     expect(problems).toEqual([
       expect.stringContaining("routes[0].prefix"),
       expect.stringContaining("routes[0].target"),
@@ -32,9 +40,19 @@ describe("#parseUpstreams", () => {
       expect.stringContaining("routes[0].credential"),
       expect.stringContaining("routes[1].target"),
       expect.stringContaining("routes[1].provider"),
-      expect.stringContaining("routes[2].prefix \"/api/me/\" appears twice"),
+      expect.stringContaining('routes[2].prefix "/api/me/" appears twice'),
       expect.stringContaining("routes[2].audience"),
+      expect.stringContaining('routes[3]: unknown key "credentials"'),
+      expect.stringContaining("routes[3].target"),
+      expect.stringContaining("routes[3].provider only goes with"),
+      expect.stringContaining("routes[4]: not an object"),
     ]);
+  });
+
+  it("refuses a file without routes", () => {
+    for (const value of [null, [], {}, { routes: [] }, { routes: "x" }]) {
+      expect(problemsOf(() => parseUpstreams(value, [], "f"))).toEqual([expect.stringContaining('expected {"routes"')]);
+    }
   });
 
   it("resolves only inside a route's target", () => {
@@ -46,52 +64,77 @@ describe("#parseUpstreams", () => {
   });
 });
 
-describe("assertion keys (SECURITY.md D18 for signing keys)", () => {
-  it("publishes every key and keeps old assertions verifiable after rotation", async () => {
-    const clock = new ManualClock(Date.now());
-    const oldKey = { id: "old", key: randomBytes(32) };
-    const newKey = { id: "new", key: randomBytes(32) };
-    const before = new AssertionSigner([oldKey], "https://play.example.com", clock, randomBytes);
-    const issuedBefore = before.sign({ sub: "acc", sid: "sid", name: "n", aud: "game" });
-    const after = new AssertionSigner([newKey, oldKey], "https://play.example.com", clock, randomBytes);
-    const jwks = JSON.parse(after.jwksJSON()) as { keys: { kid: string; x: string }[] };
-    expect(jwks.keys.map((k) => k.kid)).toEqual(["new", "old"]);
-    const verifier = new AssertionVerifier({
-      jwksURL: "http://jwks.invalid/",
-      issuer: "https://play.example.com",
-      audience: "game",
-      now: () => clock.now(),
-      fetch: async () => new Response(after.jwksJSON()),
-    });
-    expect((await verifier.verify(issuedBefore)).sub).toBe("acc");
-    const issuedAfter = after.sign({ sub: "acc2", sid: "sid2", name: "n", aud: "game" });
-    expect(JSON.parse(Buffer.from(issuedAfter.split(".")[0] ?? "", "base64url").toString()).kid).toBe("new");
-    expect((await verifier.verify(issuedAfter)).sub).toBe("acc2");
-    // EdDSA over the signing input, checkable with nothing but node:crypto.
-    const [header, payload, signature] = issuedAfter.split(".");
-    const key = createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: jwks.keys[0]?.x ?? "" }, format: "jwk" });
-    expect(verify(null, Buffer.from(`${header}.${payload}`), key, Buffer.from(signature ?? "", "base64url"))).toBe(true);
-    const claims = JSON.parse(Buffer.from(payload ?? "", "base64url").toString()) as Record<string, unknown>;
-    expect(Object.keys(claims).sort()).toEqual(["aud", "exp", "iat", "iss", "jti", "name", "nbf", "sid", "sub"]);
-    expect(Number(claims.exp) - Number(claims.iat)).toBe(60);
+describe("#loadUpstreams", () => {
+  let dir: string | null = null;
+  afterEach(() => {
+    if (dir !== null) rmSync(dir, { recursive: true, force: true });
+    dir = null;
+  });
+  const env = (extra: Record<string, string>): Record<string, string> => ({
+    NODE_ENV: "test",
+    PUBLIC_ORIGIN: "https://play.example.com",
+    TOKEN_ENCRYPTION_KEYS: `k1:${testKey()}`,
+    ASSERTION_SIGNING_KEYS: `a1:${testKey()}`,
+    GAME_BACKEND_URL: "http://10.0.0.5:9000",
+    ...extra,
   });
 
-  it("refuses an expired assertion, a wrong audience and a tampered payload", async () => {
-    const clock = new ManualClock(Date.now());
-    const signer = new AssertionSigner([{ id: "k", key: randomBytes(32) }], "https://play.example.com", clock, randomBytes);
-    const verifier = new AssertionVerifier({
-      jwksURL: "http://jwks.invalid/",
-      issuer: "https://play.example.com",
-      audience: "game",
-      now: () => clock.now(),
-      fetch: async () => new Response(signer.jwksJSON()),
-    });
-    const good = signer.sign({ sub: "a", sid: "s", name: "n", aud: "game" });
-    await expect(verifier.verify(signer.sign({ sub: "a", sid: "s", name: "n", aud: "other" }))).rejects.toThrow(/audience/);
-    const [h, p, s] = good.split(".");
-    const forged = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(p ?? "", "base64url").toString()), sub: "admin" })).toString("base64url");
-    await expect(verifier.verify(`${h}.${forged}.${s}`)).rejects.toThrow(/signature/);
-    clock.advance(66_000);
-    await expect(verifier.verify(good)).rejects.toThrow(/expired/);
+  it("defaults to one route /api/game/ → the game backend, with an assertion for its origin", () => {
+    const routes = loadUpstreams(loadConfig(env({})), []);
+    expect(routes).toEqual([
+      expect.objectContaining({ prefix: "/api/game/", target: "http://10.0.0.5:9000/api/game/", audience: "http://10.0.0.5:9000", credential: { mode: "assertion" } }),
+    ]);
+  });
+
+  it("reads UPSTREAMS_FILE and lists every problem in it at start-up", () => {
+    dir = mkdtempSync(join(tmpdir(), "portcullis-upstreams-"));
+    const file = join(dir, "upstreams.json");
+    writeFileSync(file, JSON.stringify({ routes: [{ prefix: "/api/a/", target: "http://a.internal/" }, { prefix: "/api/b", target: "nope", credential: "provider-token" }] }));
+    const problems = problemsOf(() => loadUpstreams(loadConfig(env({ UPSTREAMS_FILE: file })), ["demo"]));
+    expect(problems).toEqual([expect.stringContaining("routes[1].prefix"), expect.stringContaining("routes[1].target"), expect.stringContaining("routes[1].provider")]);
+    writeFileSync(file, "{ not json");
+    expect(problemsOf(() => loadUpstreams(loadConfig(env({ UPSTREAMS_FILE: file })), []))).toEqual([expect.stringContaining(file)]);
+    writeFileSync(file, JSON.stringify({ routes: [{ prefix: "/api/a/", target: "http://a.internal/v1", methods: ["GET"] }] }));
+    const [route] = loadUpstreams(loadConfig(env({ UPSTREAMS_FILE: file })), []);
+    expect(route).toMatchObject({ prefix: "/api/a/", target: "http://a.internal/v1/", audience: "http://a.internal" });
+    expect([...(route?.methods ?? [])]).toEqual(["GET"]);
+  });
+});
+
+describe("#resolveUpstream", () => {
+  const routes: UpstreamRoute[] = parseUpstreams(
+    { routes: [{ prefix: "/api/game/", target: "http://10.0.0.1:9000/v1/" }, { prefix: "/api/game/admin/", target: "http://10.0.0.2/" }] },
+    [],
+    "test",
+  );
+  const cases: [string, string | "bad_path" | "no_route"][] = [
+    ["/api/game/a/b?c=d", "http://10.0.0.1:9000/v1/a/b?c=d"],
+    ["/api/game", "http://10.0.0.1:9000/v1/"],
+    ["/api/game/", "http://10.0.0.1:9000/v1/"],
+    ["/api/game/admin/x", "http://10.0.0.2/x"],
+    ["/api/game/J%C3%BCrgen", "http://10.0.0.1:9000/v1/J%C3%BCrgen"],
+    ["/api/game/a?q=/../x", "http://10.0.0.1:9000/v1/a?q=/../x"],
+    ["/api/games/x", "no_route"],
+    ["/api/", "no_route"],
+    ["/api/game/../x", "bad_path"],
+    ["/api/game/a/%2e%2E/x", "bad_path"],
+    ["/api/game/..;/x", "bad_path"],
+    ["/api/game/%ef%bc%8e%ef%bc%8e/x", "bad_path"],
+    ["/api/game/%c0%ae", "bad_path"],
+    ["/api/game/a%2fb", "bad_path"],
+    ["/api/game/a%5cb", "bad_path"],
+    ["/api/game/a%2525", "bad_path"],
+    ["/api/game/a\\b", "bad_path"],
+    ["/api/game//x", "bad_path"],
+    ["/api/game/a%0d%0aX-Injected:%201", "bad_path"],
+    ["api/game/x", "bad_path"],
+  ];
+  it.each(cases)("%j → %s", (raw, expected) => {
+    const result = resolveUpstream(routes, raw);
+    if (expected === "bad_path" || expected === "no_route") {
+      expect(result).toEqual({ refusal: expected });
+    } else {
+      expect("url" in result ? result.url.href : result).toBe(expected);
+    }
   });
 });
