@@ -15,6 +15,8 @@ import { startHarness } from "../test/fixtures/harness";
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 60);
 const SOCKETS = Number(process.env.SOAK_SOCKETS ?? 2000);
 const PER_SESSION = 4;
+// SOAK_CHURN=0 keeps only the steady traffic, to tell the relay's memory from the logins'.
+const CHURN = process.env.SOAK_CHURN !== "0";
 
 interface GroupReport {
   open: number;
@@ -28,7 +30,8 @@ function mib(bytes: number): string {
 }
 
 async function main(): Promise<void> {
-  const backend = await startRecordingBackend();
+  // An echo backend that keeps nothing, so memory growth would be ours.
+  const backend = await startRecordingBackend({ record: false });
   // The real clock: sessions made to expire do so on their own.
   const h = await startHarness({
     env: { GAME_BACKEND_URL: backend.url, WS_MAX_SOCKETS_PER_SESSION: String(PER_SESSION), MAX_CONNECTIONS: "20000" },
@@ -76,6 +79,11 @@ async function main(): Promise<void> {
   let tick = 0;
   while (Date.now() < until) {
     tick += 1;
+    if (!CHURN) {
+      samples.push(process.memoryUsage().rss);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      continue;
+    }
     // Churn: each second a new player logs in and opens two sockets …
     const churn = await h.login(`churn-${tick}`);
     await open(churn.token, 2, "revoked");
@@ -117,7 +125,7 @@ async function main(): Promise<void> {
     `expired sockets closed with 4401: ${expired.closed4401}/${expiring} (still open: ${expired.open})`,
     `failed opens: ${failedOpens}`,
     `process RSS (BFF + identity provider + echo backend): start ${mib(rssStart)}, min ${mib(Math.min(...samples))}, max ${mib(Math.max(...samples))}, end ${mib(rssEnd)}`,
-    `JS heap after GC: start ${mib(heapStart)}, end ${mib(heapEnd)} (${tick * 2} logins in between; the in-process identity provider keeps its grants in memory)`,
+    `JS heap after GC: start ${mib(heapStart)}, end ${mib(heapEnd)} (${CHURN ? tick * 2 : 0} logins in between; the in-process identity provider keeps its grants in memory)`,
   ];
   console.log(lines.join("\n"));
   await h.close();
