@@ -297,7 +297,7 @@ set grid
 set key top left
 set ylabel "echo round trips per second"
 plot "${dir}/data.txt" using 1:2 with linespoints lw 2 title "direct", "" using 1:4 with linespoints lw 2 title "nginx", "" using 1:6 with linespoints lw 2 title "Portcullis"
-set ylabel "RTT p99 (ms) at ~2,000 msg/s"
+set ylabel "RTT p99 (ms) at about 2,000 msg/s in total"
 plot "${dir}/data.txt" using 1:3 with linespoints lw 2 title "direct", "" using 1:5 with linespoints lw 2 title "nginx", "" using 1:7 with linespoints lw 2 title "Portcullis"
 unset multiplot
 `;
