@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { readCookie } from "../../src/auth/cookies";
 import { sanitizeReturnTo } from "../../src/auth/return-to";
 import { clientIP } from "../../src/http/client-ip";
+import { parseUpstreams, resolveUpstream } from "../../src/proxy/upstreams";
 import { startHarness } from "../fixtures/harness";
 
 /** Mulberry32: a small seeded PRNG, so a failing case can be replayed from its seed. */
@@ -58,6 +59,39 @@ describe(`seeded fuzzing (seed ${SEED}, ${CASES} cases each; FUZZ_SEED replays)`
     const next = prng(SEED + 2);
     for (let i = 0; i < CASES; i += 1) {
       expect(clientIP("192.0.2.1", randomString(next, 30), 0)).toBe("192.0.2.1");
+    }
+  });
+
+  it("#resolveUpstream never yields a URL outside the route's target", () => {
+    const routes = parseUpstreams({ routes: [{ prefix: "/api/game/", target: "http://10.0.0.1:9000/v1/game/" }] }, [], "fuzz");
+    const next = prng(SEED + 4);
+    for (let i = 0; i < CASES; i += 1) {
+      const raw = `/api/game/${randomString(next, 30)}`;
+      const resolved = resolveUpstream(routes, raw);
+      if ("url" in resolved) {
+        expect(resolved.url.href.startsWith("http://10.0.0.1:9000/v1/game"), JSON.stringify(raw)).toBe(true);
+        // Still inside after the one extra decode a careless upstream might do.
+        const decodedOnce = new URL(decodeURIComponent(resolved.url.pathname), "http://10.0.0.1:9000");
+        expect(decodedOnce.pathname.startsWith("/v1/game"), JSON.stringify(raw)).toBe(true);
+      }
+    }
+  });
+
+  it("ticket redemption refuses every fuzzed ticket without consuming the real one", async () => {
+    const h = await startHarness();
+    try {
+      const { token } = await h.login("ticket-owner");
+      const [sessionId] = token.split(".");
+      const { ticket } = h.bff.tickets.issue(sessionId ?? "");
+      const next = prng(SEED + 5);
+      for (let i = 0; i < 500; i += 1) {
+        const candidate = next() < 0.5 ? randomString(next, 40) : ticket.slice(0, 31) + "abcdefghijklmnopqrstuvwxyz234567"[Math.floor(next() * 32)];
+        if (candidate === ticket) continue;
+        expect(h.bff.tickets.redeem(candidate).status, JSON.stringify(candidate)).toBe("unknown");
+      }
+      expect(h.bff.tickets.redeem(ticket)).toEqual({ status: "valid", sessionId });
+    } finally {
+      await h.close();
     }
   });
 
