@@ -90,8 +90,11 @@ async function startDemoGameIfPresent(config: Config): Promise<{ url: string; cl
   return startDemoGame({
     port: config.demo.gamePort,
     host: "127.0.0.1",
+    // The BFF listens only after the game does: the verifier fetches the JWKS lazily.
     jwksURL: `${config.publicOrigin}/.well-known/jwks.json`,
     issuer: config.publicOrigin,
+    // An explicit GAME_BACKEND_AUDIENCE must be what the game expects too, or every upgrade is a 502.
+    ...(config.gameBackendAudience === null ? {} : { audience: config.gameBackendAudience }),
     httpHandler: createGameAPI(),
   });
 }

@@ -20,6 +20,7 @@ import { apiRoutes } from "./proxy/relay";
 import { loadUpstreams } from "./proxy/upstreams";
 import { createUpgradeGate } from "./ws/gate";
 import { GOING_AWAY, SocketRegistry } from "./ws/registry";
+import type { Relay } from "./ws/relay";
 import { wsTicketRoutes } from "./ws/ticket-route";
 import { TicketStore } from "./ws/tickets";
 
@@ -35,7 +36,7 @@ export interface PortcullisOptions {
   /** Keys for demo mode, when the configuration has none. */
   keys?: { tokenEncryptionKeys: NamedKey[]; assertionSigningKeys: NamedKey[] };
   /** WebSocket timers (tests shorten the heartbeat to see a missed pong). */
-  ws?: { heartbeatMs?: number; recheckMs?: number };
+  ws?: { heartbeatMs?: number; recheckMs?: number; backendHandshakeTimeoutMs?: number };
   /** The /api upstream timeout (30 s; tests shorten it). */
   upstreamTimeoutMs?: number;
 }
@@ -53,7 +54,7 @@ export interface Portcullis {
   cipher: TokenCipher;
   providers: Map<string, Provider>;
   tickets: TicketStore;
-  registry: SocketRegistry;
+  registry: SocketRegistry<Relay>;
   close(): Promise<void>;
 }
 
@@ -100,7 +101,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
   const signer = new AssertionSigner(signingKeys, config.publicOrigin, clock, randomBytes);
   const refresher = new TokenRefresher(sessions, providers, audit, clock);
   const tickets = new TicketStore(db, clock, randomBytes, config.wsTicketTTLSeconds);
-  const registry = new SocketRegistry(events, sessions);
+  const registry = new SocketRegistry<Relay>(events, sessions);
   registry.start({ heartbeatMs: options.ws?.heartbeatMs ?? HEARTBEAT_MS, recheckMs: options.ws?.recheckMs ?? RECHECK_MS });
 
   const app = createApp({
@@ -137,7 +138,20 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
   // maxHeaderSize is a creation option; for a server made elsewhere the process default
   // (16 KiB since Node 14) already applies. Larger headers get 431.
   server.on("request", getRequestListener(app.fetch));
-  server.on("upgrade", createUpgradeGate({ config, sessions, accounts, tickets, registry, signer, audit, clock }));
+  server.on(
+    "upgrade",
+    createUpgradeGate({
+      config,
+      sessions,
+      accounts,
+      tickets,
+      registry,
+      signer,
+      audit,
+      clock,
+      backendHandshakeTimeoutMs: options.ws?.backendHandshakeTimeoutMs,
+    }),
+  );
   if (!server.listening) {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
@@ -172,11 +186,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
       audit.write("server.stopping");
       // Tell every player to reconnect elsewhere (1001), give the closing handshakes a
       // moment, then drop whatever did not answer: shutdown must not wait 30 s per socket.
-      registry.closeAll(GOING_AWAY, "server shutting down");
-      if (registry.size > 0) {
-        await new Promise((resolve) => setTimeout(resolve, SHUTDOWN_CLOSE_GRACE_MS));
-        registry.terminateAll();
-      }
+      await registry.closeAll(GOING_AWAY, "server shutting down", { graceMs: SHUTDOWN_CLOSE_GRACE_MS });
       registry.dispose();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -73,7 +73,12 @@ export async function startDemoGame(options: DemoGameOptions): Promise<DemoGame>
   server.on("upgrade", (req, socket, head) => {
     socket.on("error", () => socket.destroy());
     const refuse = (status: number, text: string): void => {
-      socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      const body = JSON.stringify({ error: text.toLowerCase().replace(/ /g, "_"), message: text });
+      socket.once("finish", () => socket.destroy());
+      socket.end(
+        `HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\n` +
+          `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
     };
     if (req.url !== "/ws") {
       refuse(404, "Not Found");
@@ -167,18 +172,25 @@ function parse(text: string): ClientMessage | null {
   } catch {
     return null;
   }
-  if (typeof value !== "object" || value === null) return null;
-  const record = value as Record<string, unknown>;
-  if (record.type === "move") {
-    const { dx, dy } = record;
+  const type = field(value, "type");
+  if (type === "move") {
+    const dx = field(value, "dx");
+    const dy = field(value, "dy");
     if (typeof dx !== "number" || typeof dy !== "number" || !Number.isFinite(dx) || !Number.isFinite(dy)) return null;
     return { type: "move", dx: clamp(Math.round(dx), -1, 1), dy: clamp(Math.round(dy), -1, 1) };
   }
-  if (record.type === "chat" && typeof record.text === "string") {
-    const trimmed = record.text.trim().slice(0, MAX_CHAT);
+  const chat = field(value, "text");
+  if (type === "chat" && typeof chat === "string") {
+    const trimmed = chat.trim().slice(0, MAX_CHAT);
     return trimmed === "" ? null : { type: "chat", text: trimmed };
   }
   return null;
+}
+
+/** An own property of a parsed JSON object, or undefined (never one from the prototype chain). */
+function field(value: unknown, name: string): unknown {
+  if (typeof value !== "object" || value === null || Array.isArray(value) || !Object.hasOwn(value, name)) return undefined;
+  return Reflect.get(value, name);
 }
 
 function clamp(value: number, min: number, max: number): number {

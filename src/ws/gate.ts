@@ -18,6 +18,8 @@ export const GAME_PROTOCOL = "game.v1";
 const TICKET_PREFIX = "ticket.";
 const BACKEND_HANDSHAKE_TIMEOUT_MS = 10_000;
 const WEBSOCKET_KEY = /^[+/0-9A-Za-z]{22}==$/;
+// RFC 7230 3.2.6 token characters, as RFC 6455 4.1 requires of a subprotocol name.
+const SUBPROTOCOL_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // Upgrades waiting for their backend handshake hold two sockets each: cap them, so a
 // stalled backend cannot make the gate pile up connections (issue 7, SECURITY.md H35).
 const MAX_UPGRADES_IN_PROGRESS = 1_000;
@@ -27,20 +29,27 @@ export interface GateDeps {
   sessions: SessionStore;
   accounts: AccountStore;
   tickets: TicketStore;
-  registry: SocketRegistry;
+  registry: SocketRegistry<Relay>;
   signer: AssertionSigner;
   audit: AuditLog;
   clock: Clock;
   limits?: Partial<RelayLimits>;
+  /** How long the backend has to accept its own upgrade (10 s; tests shorten it). */
+  backendHandshakeTimeoutMs?: number;
 }
 
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
-/** A refusal: the HTTP status written on the raw socket and the reason for the audit log. */
+/**
+ * A refusal: the HTTP status written on the raw socket, the error code of CONTRACT.md's
+ * JSON error shape, and the reason for the audit log.
+ */
 class Refusal {
   constructor(
     readonly status: number,
+    readonly error: string,
     readonly reason: string,
+    readonly headers: Record<string, string> = {},
   ) {}
 }
 
@@ -73,6 +82,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
   const upgradeLimiter = new RateLimiter(config.rateLimits.upgrade, deps.clock);
   const backendURL = config.gameBackendURL === null ? null : `${config.gameBackendURL.replace(/^http/, "ws")}/ws`;
   const audience = config.gameBackendAudience ?? config.publicOrigin;
+  const backendHandshakeTimeoutMs = deps.backendHandshakeTimeoutMs ?? BACKEND_HANDSHAKE_TIMEOUT_MS;
   let upgradesInProgress = 0;
   const server = new WebSocketServer({
     noServer: true,
@@ -88,9 +98,11 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
     const ip = clientIP(req.socket.remoteAddress, headerValue(req, "x-forwarded-for"), config.trustProxy);
     let sessionId: string | undefined;
     try {
-      // 1. The path, the method, a well-formed upgrade offering our subprotocol.
-      if (pathOf(req.url) !== "/ws") throw new Refusal(404, "not /ws");
-      if (req.method !== "GET") throw new Refusal(405, "method");
+      // 1. The path, the method, a well-formed upgrade offering our subprotocol. Checked
+      // here as strictly as `ws` will check it at the handshake, so that a request we let
+      // through to the backend is never one `ws` then refuses with the backend left open.
+      if (pathOf(req.url) !== "/ws") throw new Refusal(404, "not_found", "not /ws");
+      if (req.method !== "GET") throw new Refusal(405, "method_not_allowed", "method");
       const protocols = offeredProtocols(req);
       if (
         headerValue(req, "upgrade")?.toLowerCase() !== "websocket" ||
@@ -100,77 +112,96 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
         protocols === null ||
         !protocols.includes(GAME_PROTOCOL)
       ) {
-        throw new Refusal(400, "malformed upgrade request");
+        throw new Refusal(400, "bad_upgrade", "malformed upgrade request");
       }
       // Rate limit before any database work (SECURITY.md H34).
-      if (!upgradeLimiter.take(`ip:${ip}`).allowed) {
+      const rate = upgradeLimiter.take(`ip:${ip}`);
+      if (!rate.allowed) {
         audit.write("ratelimit.hit", { reason: "upgrade", ip });
-        throw new Refusal(429, "upgrade rate limit");
+        throw new Refusal(429, "rate_limited", "upgrade rate limit", { "Retry-After": String(rate.retryAfterSeconds) });
       }
       // 2. Exact Origin (RFC 6455 10.2): browsers always send it, and cookies ride along
       // cross-site WebSocket upgrades, so this is the cross-site WebSocket hijacking defence.
       const origin = headerValue(req, "origin");
-      if (origin === undefined || !allowedOrigins.has(origin)) throw new Refusal(403, "origin not allowed");
+      if (origin === undefined || !allowedOrigins.has(origin)) throw new Refusal(403, "origin", "origin not allowed");
       // 3. The session cookie.
       const token = readCookie(headerValue(req, "cookie"), SESSION_COOKIE);
       const session = token === null ? null : deps.sessions.validate(token, { slide: true });
       const account = session === null ? null : deps.accounts.find(session.accountId);
-      if (session === null || account === null) throw new Refusal(401, "no valid session");
+      if (session === null || account === null) throw new Refusal(401, "no_session", "no valid session");
       sessionId = session.id;
       // 4. A one-time ticket, in the subprotocol header so it never reaches an access log.
       const ticket = protocols.find((p) => p.startsWith(TICKET_PREFIX))?.slice(TICKET_PREFIX.length);
-      if (ticket === undefined) throw new Refusal(401, "no ticket");
+      if (ticket === undefined) throw new Refusal(401, "bad_ticket", "no ticket");
       const redeemed = deps.tickets.redeem(ticket);
-      if (redeemed.status !== "valid") throw new Refusal(401, `ticket ${redeemed.status}`);
-      // 5. The ticket must be this session's: a ticket leaked from one session opens nothing for another.
-      if (redeemed.sessionId !== session.id) throw new Refusal(403, "ticket of another session");
-      // 6. A cap on sockets per session.
-      if (deps.registry.countForSession(session.id) >= config.wsMaxSocketsPerSession) throw new Refusal(429, "too many sockets");
-      if (backendURL === null) throw new Refusal(502, "no game backend configured");
-      if (upgradesInProgress >= MAX_UPGRADES_IN_PROGRESS) throw new Refusal(503, "too many upgrades in progress");
+      if (redeemed.status !== "valid") throw new Refusal(401, "bad_ticket", `ticket ${redeemed.status}`);
+      // 5. The ticket must be this session's: a ticket leaked from one session opens nothing
+      // for another (and it is spent now, so the leak cannot be retried).
+      if (redeemed.sessionId !== session.id) throw new Refusal(403, "wrong_session", "ticket of another session");
+      // 6. A cap on sockets per session (WebSocket cheat sheet: bound what one user holds).
+      if (deps.registry.countForSession(session.id) >= config.wsMaxSocketsPerSession) {
+        throw new Refusal(429, "too_many_sockets", "too many sockets");
+      }
+      if (backendURL === null) throw new Refusal(502, "backend_unavailable", "no game backend configured");
+      if (upgradesInProgress >= MAX_UPGRADES_IN_PROGRESS) throw new Refusal(503, "busy", "too many upgrades in progress");
 
       // 7. The backend must accept its own upgrade before we answer ours (fail closed).
       const assertion = deps.signer.sign({ sub: account.id, sid: session.id, name: account.displayName, aud: audience });
       const backend = new WebSocket(backendURL, [GAME_PROTOCOL], {
         headers: { authorization: `Bearer ${assertion}` },
+        // SECURITY.md E24 on this side too: `ws` clients offer permessage-deflate by default.
         perMessageDeflate: false,
         maxPayload: config.wsMaxMessageBytes,
-        handshakeTimeout: BACKEND_HANDSHAKE_TIMEOUT_MS,
+        handshakeTimeout: backendHandshakeTimeoutMs,
+        // A redirect would be a non-101 answer: refused, never followed.
         followRedirects: false,
       });
-      let settled = false;
+      // "backend": waiting for the backend's 101; "browser": ours is being written;
+      // "relaying": the relay owns both sockets; "failed": both are being torn down.
+      let phase: "backend" | "browser" | "relaying" | "failed" = "backend";
       upgradesInProgress += 1;
-      const failBackend = (reason: string): void => {
-        if (settled) return;
-        settled = true;
+      const failBackend = (status: number, error: string, reason: string): void => {
+        if (phase !== "backend") return;
+        phase = "failed";
         upgradesInProgress -= 1;
         backend.removeAllListeners();
         backend.on("error", () => undefined);
         backend.terminate();
-        refuse(socket, new Refusal(502, reason), audit, ip, session.id);
+        refuse(socket, new Refusal(status, error, reason), audit, ip, session.id);
       };
-      // The browser may give up while we wait for the backend: drop the backend attempt too.
-      const onClientGone = (): void => failBackend("client left during backend handshake");
+      // The browser may give up while we wait for the backend, or its handshake may fail
+      // after the backend accepted (the socket closed under us): never leave a backend
+      // socket open for a browser that is gone.
+      const onClientGone = (): void => {
+        if (phase === "backend") {
+          failBackend(502, "backend_unavailable", "client left during backend handshake");
+        } else if (phase === "browser") {
+          phase = "failed";
+          backend.terminate();
+          audit.write("ws.upgrade.refused", { status: 400, reason: "browser handshake failed", ip, sessionId: session.id });
+        }
+      };
       socket.once("close", onClientGone);
       backend.once("unexpected-response", (request, response) => {
-        failBackend(`backend answered ${response.statusCode ?? "?"}`);
+        failBackend(502, "backend_unavailable", `backend answered ${response.statusCode ?? "?"}`);
         request.destroy();
       });
-      backend.once("error", () => failBackend("backend unreachable"));
+      backend.once("error", () => failBackend(502, "backend_unavailable", "backend unreachable"));
       backend.once("open", () => {
-        if (settled) return;
-        settled = true;
+        if (backend.protocol !== GAME_PROTOCOL) {
+          failBackend(502, "backend_unavailable", "backend chose another subprotocol");
+          return;
+        }
+        if (phase !== "backend") return;
+        phase = "browser";
         upgradesInProgress -= 1;
         // The backend may speak first (a welcome message): hold its frames until the relay
         // listens, or they would be emitted to nobody while the browser's handshake completes.
         backend.pause();
-        socket.off("close", onClientGone);
-        if (backend.protocol !== GAME_PROTOCOL) {
-          backend.terminate();
-          refuse(socket, new Refusal(502, "backend chose another subprotocol"), audit, ip, session.id);
-          return;
-        }
+        backend.on("error", () => undefined);
         server.handleUpgrade(req, socket, head, (client) => {
+          phase = "relaying";
+          socket.off("close", onClientGone);
           const relay = new Relay(client, backend, session.id, session.accountId, limits, deps.clock, audit, (r) =>
             deps.registry.remove(r),
           );
@@ -185,24 +216,28 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
         return;
       }
       // Anything unexpected (a database failure) still closes the socket, never the process.
-      refuse(socket, new Refusal(503, "internal error"), audit, ip, sessionId);
+      refuse(socket, new Refusal(503, "unavailable", "internal error"), audit, ip, sessionId);
     }
   };
 }
 
+/** Writes a plain HTTP refusal on the raw socket and destroys it (ws `abortHandshake`); one audit event. */
 function refuse(socket: Duplex, refusal: Refusal, audit: AuditLog, ip: string, sessionId: string | undefined): void {
   audit.write("ws.upgrade.refused", { status: refusal.status, reason: refusal.reason, ip, ...(sessionId ? { sessionId } : {}) });
   if (!socket.writable) {
     socket.destroy();
     return;
   }
-  const body = JSON.stringify({ error: "upgrade_refused", message: refusal.reason });
+  const body = JSON.stringify({ error: refusal.error, message: refusal.reason });
+  const extra = Object.entries(refusal.headers).map(([name, value]) => `${name}: ${value}\r\n`);
   socket.once("finish", () => socket.destroy());
   socket.end(
     `HTTP/1.1 ${refusal.status} ${STATUS_TEXT[refusal.status] ?? "Error"}\r\n` +
       "Connection: close\r\n" +
       "Content-Type: application/json; charset=utf-8\r\n" +
       "Cache-Control: no-store\r\n" +
+      "X-Content-Type-Options: nosniff\r\n" +
+      extra.join("") +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
 }
@@ -217,10 +252,14 @@ function pathOf(url: string | undefined): string {
   return end === -1 ? (url ?? "") : (url ?? "").slice(0, end);
 }
 
-/** RFC 6455 4.1: `Sec-WebSocket-Protocol` is a comma-separated list of tokens; null if malformed. */
+/**
+ * RFC 6455 4.1: `Sec-WebSocket-Protocol` is a comma-separated list of distinct tokens; null
+ * if malformed. `ws` refuses duplicates too, so they must not get past the gate.
+ */
 function offeredProtocols(req: IncomingMessage): string[] | null {
   const header = headerValue(req, "sec-websocket-protocol");
   if (header === undefined || header.length > 512) return null;
   const protocols = header.split(",").map((p) => p.trim());
-  return protocols.every((p) => /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(p)) ? protocols : null;
+  const wellFormed = protocols.every((p) => SUBPROTOCOL_TOKEN.test(p));
+  return wellFormed && new Set(protocols).size === protocols.length ? protocols : null;
 }

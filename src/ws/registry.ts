@@ -11,18 +11,22 @@ export interface LiveConnection {
   heartbeat(): void;
   /** Drops both sides at once. */
   terminate(): void;
+  /** Settles once both sides have closed. */
+  readonly ended: Promise<void>;
 }
 
 export const SESSION_ENDED = 4401;
 export const GOING_AWAY = 1001;
+const SHUTDOWN_GRACE_MS = 1_000;
 
 /**
  * Every relayed socket, by session and by account. It learns of ended sessions only through
  * the {@link SessionEvents} bus, never from the auth routes, so a multi-node deployment can
  * swap the bus for one that fans out without touching either side.
  */
-export class SocketRegistry {
-  private readonly bySession = new Map<string, Set<LiveConnection>>();
+export class SocketRegistry<C extends LiveConnection = LiveConnection> {
+  private readonly bySession = new Map<string, Set<C>>();
+  private readonly byAccount = new Map<string, Set<C>>();
   private readonly unsubscribe: () => void;
   private timers: NodeJS.Timeout[] = [];
 
@@ -36,7 +40,7 @@ export class SocketRegistry {
   /**
    * Starts the periodic work: a heartbeat (RFC 6455 5.5.2 ping; a missed pong terminates)
    * and the expiry recheck (ASVS 7.4.1: a session that expires while its socket is open
-   * must not keep the socket).
+   * must not keep the socket, even though nothing else touches the session meanwhile).
    */
   start(options: { heartbeatMs: number; recheckMs: number }): void {
     this.stop();
@@ -52,20 +56,14 @@ export class SocketRegistry {
     this.timers = [];
   }
 
-  add(connection: LiveConnection): void {
-    let set = this.bySession.get(connection.sessionId);
-    if (set === undefined) {
-      set = new Set();
-      this.bySession.set(connection.sessionId, set);
-    }
-    set.add(connection);
+  add(connection: C): void {
+    addTo(this.bySession, connection.sessionId, connection);
+    addTo(this.byAccount, connection.accountId, connection);
   }
 
-  remove(connection: LiveConnection): void {
-    const set = this.bySession.get(connection.sessionId);
-    if (set === undefined) return;
-    set.delete(connection);
-    if (set.size === 0) this.bySession.delete(connection.sessionId);
+  remove(connection: C): void {
+    removeFrom(this.bySession, connection.sessionId, connection);
+    removeFrom(this.byAccount, connection.accountId, connection);
   }
 
   countForSession(sessionId: string): number {
@@ -73,11 +71,12 @@ export class SocketRegistry {
   }
 
   countForAccount(accountId: string): number {
-    let count = 0;
-    for (const set of this.bySession.values()) {
-      for (const connection of set) if (connection.accountId === accountId) count += 1;
-    }
-    return count;
+    return this.byAccount.get(accountId)?.size ?? 0;
+  }
+
+  /** The live connections of one session (a copy: closing them while iterating is safe). */
+  connectionsOf(sessionId: string): C[] {
+    return [...(this.bySession.get(sessionId) ?? [])];
   }
 
   get size(): number {
@@ -87,9 +86,12 @@ export class SocketRegistry {
   }
 
   closeSession(sessionId: string, code: number, reason: string): void {
-    const set = this.bySession.get(sessionId);
-    if (set === undefined) return;
-    for (const connection of [...set]) connection.close(code, reason);
+    for (const connection of this.connectionsOf(sessionId)) connection.close(code, reason);
+  }
+
+  /** Closes every socket of one account, across its sessions (an account disabled everywhere). */
+  closeAccount(accountId: string, code: number, reason: string): void {
+    for (const connection of [...(this.byAccount.get(accountId) ?? [])]) connection.close(code, reason);
   }
 
   /** Closes every socket of a session that is no longer live (expired, or deleted elsewhere). */
@@ -107,20 +109,50 @@ export class SocketRegistry {
     }
   }
 
-  closeAll(code: number, reason: string): void {
-    for (const set of [...this.bySession.values()]) {
-      for (const connection of [...set]) connection.close(code, reason);
-    }
+  /**
+   * Closes every socket with `code` (1001 at shutdown), waits up to `graceMs` for the
+   * closing handshakes, then drops whatever did not answer: a peer that never reads would
+   * otherwise hold the shutdown for `ws`'s 30 s close timeout.
+   */
+  async closeAll(code: number, reason: string, options: { graceMs?: number } = {}): Promise<void> {
+    const closing = this.all();
+    if (closing.length === 0) return;
+    for (const connection of closing) connection.close(code, reason);
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, options.graceMs ?? SHUTDOWN_GRACE_MS);
+    });
+    await Promise.race([Promise.all(closing.map((connection) => connection.ended)), grace]);
+    clearTimeout(timer);
+    for (const connection of closing) connection.terminate();
   }
 
   terminateAll(): void {
-    for (const set of [...this.bySession.values()]) {
-      for (const connection of [...set]) connection.terminate();
-    }
+    for (const connection of this.all()) connection.terminate();
   }
 
   dispose(): void {
     this.stop();
     this.unsubscribe();
   }
+
+  private all(): C[] {
+    return [...this.bySession.values()].flatMap((set) => [...set]);
+  }
+}
+
+function addTo<C>(index: Map<string, Set<C>>, key: string, connection: C): void {
+  const set = index.get(key);
+  if (set === undefined) {
+    index.set(key, new Set([connection]));
+  } else {
+    set.add(connection);
+  }
+}
+
+function removeFrom<C>(index: Map<string, Set<C>>, key: string, connection: C): void {
+  const set = index.get(key);
+  if (set === undefined) return;
+  set.delete(connection);
+  if (set.size === 0) index.delete(key);
 }

@@ -49,6 +49,47 @@ describe("the demo game backend", () => {
     expect(game.playerCount()).toBe(0);
   });
 
+  it("accepts a valid assertion for its own audience, and refuses one signed for another backend", async () => {
+    const wsURL = `${game.url.replace("http", "ws")}/ws`;
+    const attempt = (aud: string): Promise<number> => {
+      const assertion = h.bff.signer.sign({ sub: "account-1", sid: "session-1", name: "Direct", aud });
+      return new Promise<number>((resolve) => {
+        const ws = new WebSocket(wsURL, ["game.v1"], { headers: { authorization: `Bearer ${assertion}` }, perMessageDeflate: false });
+        ws.once("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+        ws.once("open", () => {
+          ws.terminate();
+          resolve(101);
+        });
+        ws.once("error", () => resolve(0));
+      });
+    };
+    expect(await attempt(new URL(game.url).origin)).toBe(101);
+    expect(await attempt("https://other-game.example")).toBe(401);
+  });
+
+  it("answers GET /healthz, and leaves other HTTP routes to its httpHandler option", async () => {
+    const health = await fetch(`${game.url}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toMatchObject({ status: "ok" });
+    const custom = await startDemoGame({
+      port: 0,
+      jwksURL: `${h.origin}/.well-known/jwks.json`,
+      issuer: h.origin,
+      httpHandler: (req, res) => {
+        if (req.url !== "/custom") return false;
+        res.writeHead(200, { "content-type": "text/plain; charset=utf-8" });
+        res.end("handled");
+        return true;
+      },
+    });
+    try {
+      expect(await (await fetch(`${custom.url}/custom`)).text()).toBe("handled");
+      expect((await fetch(`${custom.url}/elsewhere`)).status).toBe(404);
+    } finally {
+      await custom.close();
+    }
+  });
+
   it("lets two players in through Portcullis: each sees the other join, move and chat", async () => {
     const alice = await h.login("Alice");
     const bob = await h.login("Bob");
@@ -81,10 +122,24 @@ describe("the demo game backend", () => {
     const ws = await openSocket(h, await mintTicket(h, carol.token), { token: carol.token });
     const seen = messages(ws);
     await until(() => seen.some((m) => m.type === "welcome"), "welcome");
-    for (const bad of ["not json", "null", "[]", '{"type":"move","dx":"far"}', '{"type":"chat","text":42}', '{"type":"teleport"}']) ws.send(bad);
+    for (const bad of [
+      "not json",
+      "null",
+      "[]",
+      '{"type":"move","dx":"far"}',
+      '{"type":"move","dx":1e400,"dy":0}',
+      '{"type":"chat","text":42}',
+      '{"type":"chat","text":"   "}',
+      '{"__proto__":{"type":"chat","text":"inherited"}}',
+      '{"type":"teleport"}',
+    ]) {
+      ws.send(bad);
+    }
     ws.send(Buffer.from([1, 2, 3]));
     ws.send(JSON.stringify({ type: "chat", text: "still here" }));
     await until(() => seen.some((m) => m.type === "chat"), "chat after garbage");
+    // Messages keep their order, so nothing sent before "still here" was broadcast.
+    expect(seen.filter((m) => m.type === "chat").map((m) => m.text)).toEqual(["still here"]);
     expect(ws.readyState).toBe(1);
     ws.close();
   });

@@ -1,7 +1,9 @@
+import { connect, createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { AssertionVerifier } from "../../src/demo/verify-assertion";
 import { startRecordingBackend, type RecordingBackend } from "../fixtures/backend";
 import { startHarness, type Harness } from "../fixtures/harness";
+import { until } from "../fixtures/wait";
 import { closeOf, mintTicket, nextMessage, openSocket, rawUpgrade, upgradeStatus } from "../fixtures/ws-client";
 
 describe("the /ws gate (CONTRACT.md, SECURITY.md E22–E25)", () => {
@@ -146,7 +148,11 @@ describe("the /ws gate (CONTRACT.md, SECURITY.md E22–E25)", () => {
       const { token } = await h.login("backend-403");
       backend.answer = 403;
       const ticket = await mintTicket(h, token);
-      expect(await upgradeStatus(h, ticket, { token })).toBe(502);
+      const accepted = backend.sockets.length;
+      const answer = await upgradeStatus(h, ticket, { token });
+      expect(answer).toBe(502);
+      expect(backend.sockets.length).toBe(accepted);
+      expect(h.audit.named("ws.upgrade.refused").at(-1)).toMatchObject({ status: 502, reason: "backend answered 403" });
     });
 
     it.each([
@@ -175,6 +181,45 @@ describe("the /ws gate (CONTRACT.md, SECURITY.md E22–E25)", () => {
       expect(answer).toMatch(new RegExp(`^HTTP/1\\.1 ${status}`));
       expect(backend.upgrades).toBe(before);
     });
+  });
+
+  it("answers refusals with CONTRACT.md's JSON error shape, uncached", async () => {
+    const answer = await rawUpgrade(h, [
+      "GET /ws HTTP/1.1",
+      `Host: ${new URL(h.origin).host}`,
+      "Upgrade: websocket",
+      "Connection: Upgrade",
+      "Sec-WebSocket-Version: 13",
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+      "Sec-WebSocket-Protocol: game.v1",
+      "Origin: https://evil.example",
+    ]);
+    const [head = "", body = ""] = answer.split("\r\n\r\n");
+    expect(head).toMatch(/^HTTP\/1\.1 403 /);
+    expect(head).toMatch(/\r\nContent-Type: application\/json; charset=utf-8\r\n/i);
+    expect(head).toMatch(/\r\nCache-Control: no-store\r\n/i);
+    expect(JSON.parse(body)).toEqual({ error: "origin", message: "origin not allowed" });
+  });
+
+  it("refuses a subprotocol offered twice with 400, before the backend is asked", async () => {
+    const { token } = await h.login("twice");
+    const ticket = await mintTicket(h, token);
+    const before = backend.upgrades;
+    const answer = await rawUpgrade(h, [
+      "GET /ws HTTP/1.1",
+      `Host: ${new URL(h.origin).host}`,
+      "Upgrade: websocket",
+      "Connection: Upgrade",
+      "Sec-WebSocket-Version: 13",
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+      `Sec-WebSocket-Protocol: game.v1, game.v1, ticket.${ticket}`,
+      `Origin: ${h.origin}`,
+      `Cookie: __Host-Http-session=${token}`,
+    ]);
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    expect(backend.upgrades).toBe(before);
+    // The ticket was not spent on a request that could never succeed.
+    expect(await upgradeStatus(h, ticket, { token })).toBe(101);
   });
 
   it("lets exactly one of 50 parallel upgrades with one ticket through", async () => {
@@ -206,5 +251,66 @@ describe("the /ws gate (CONTRACT.md, SECURITY.md E22–E25)", () => {
     await closeOf(ws);
     expect(h.audit.text()).not.toContain(ticket);
     expect(h.audit.named("ws.upgrade.accepted").length).toBeGreaterThan(0);
+  });
+});
+
+describe("a backend that never answers its upgrade", () => {
+  let stalling: Server;
+  let connections: Socket[];
+  let h: Harness;
+  beforeAll(async () => {
+    connections = [];
+    // Accepts TCP and reads the upgrade request, then says nothing at all.
+    stalling = createServer((socket) => {
+      connections.push(socket);
+      socket.on("error", () => undefined);
+      socket.resume();
+    });
+    await new Promise<void>((resolve) => stalling.listen(0, "127.0.0.1", () => resolve()));
+    const port = (stalling.address() as AddressInfo).port;
+    h = await startHarness({ env: { GAME_BACKEND_URL: `http://127.0.0.1:${port}` }, portcullis: { ws: { backendHandshakeTimeoutMs: 200 } } });
+  });
+  afterAll(async () => {
+    await h.close();
+    for (const socket of connections) socket.destroy();
+    await new Promise<void>((resolve) => stalling.close(() => resolve()));
+  });
+
+  it("→ 502 once the backend handshake timeout passes, and the backend attempt is dropped", async () => {
+    const { token } = await h.login("stalled");
+    expect(await upgradeStatus(h, await mintTicket(h, token), { token })).toBe(502);
+    const attempt = connections.at(-1);
+    expect(attempt).toBeDefined();
+    await until(() => attempt?.destroyed === true, "the backend attempt closed");
+    expect(h.audit.named("ws.upgrade.refused").at(-1)).toMatchObject({ status: 502 });
+  });
+
+  it("drops the backend attempt when the browser leaves during the backend handshake", async () => {
+    const { token } = await h.login("impatient");
+    const ticket = await mintTicket(h, token);
+    const count = connections.length;
+    const url = new URL(h.origin);
+    const browser = connect(Number(url.port), url.hostname);
+    browser.on("error", () => undefined);
+    browser.write(
+      [
+        "GET /ws HTTP/1.1",
+        `Host: ${url.host}`,
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        `Sec-WebSocket-Protocol: game.v1, ticket.${ticket}`,
+        `Origin: ${h.origin}`,
+        `Cookie: __Host-Http-session=${token}`,
+        "",
+        "",
+      ].join("\r\n"),
+    );
+    await until(() => connections.length === count + 1, "the gate asking the backend");
+    browser.destroy();
+    const attempt = connections.at(-1);
+    await until(() => attempt?.destroyed === true, "the backend attempt closed");
+    expect(h.bff.registry.size).toBe(0);
   });
 });

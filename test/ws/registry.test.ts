@@ -86,6 +86,23 @@ describe("sockets end with their session (SECURITY.md E27, CONTRACT.md close cod
     expect(h.audit.named("session.expired").length).toBeGreaterThan(0);
   });
 
+  it("indexes sockets by account across that account's sessions", async () => {
+    const first = await h.login("many-devices");
+    const second = await h.login("many-devices");
+    const a = await socketFor(first.token);
+    const b = await socketFor(second.token);
+    const [firstId = ""] = first.token.split(".");
+    const [relay] = h.bff.registry.connectionsOf(firstId);
+    expect(relay).toBeDefined();
+    expect(h.bff.registry.countForAccount(relay?.accountId ?? "")).toBe(2);
+    expect(h.bff.registry.countForSession(firstId)).toBe(1);
+    a.close();
+    b.close();
+    await Promise.all([closeOf(a), closeOf(b)]);
+    await relay?.ended;
+    expect(h.bff.registry.countForAccount(relay?.accountId ?? "")).toBe(0);
+  });
+
   it("audits every close with its code", async () => {
     const { token } = await h.login("audit-close");
     const ws = await socketFor(token);
@@ -113,6 +130,27 @@ describe("heartbeat and shutdown", () => {
       const shutdown = closeOf(healthy);
       await h.stop();
       expect((await shutdown).code).toBe(1001);
+    } finally {
+      await h.close();
+      await backend.close();
+    }
+  });
+});
+
+describe("shutdown", () => {
+  it("does not wait for a client that never reads: it is dropped after the grace period", async () => {
+    const backend = await startRecordingBackend();
+    const h = await startHarness({ env: { GAME_BACKEND_URL: backend.url } });
+    try {
+      const { token } = await h.login("never-reads");
+      const ws = await openSocket(h, await mintTicket(h, token), { token });
+      const [sessionId = ""] = token.split(".");
+      const [relay] = h.bff.registry.connectionsOf(sessionId);
+      // The browser stops reading: the BFF's 1001 close frame is never answered.
+      ws.pause();
+      await h.stop();
+      await relay?.ended;
+      expect(h.bff.registry.size).toBe(0);
     } finally {
       await h.close();
       await backend.close();

@@ -1,4 +1,4 @@
-import { connect } from "node:net";
+import { connect, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRecordingBackend, type RecordingBackend } from "../fixtures/backend";
 import { until } from "../fixtures/wait";
@@ -6,12 +6,67 @@ import { startHarness, type Harness } from "../fixtures/harness";
 import { closeOf, mintTicket, nextMessage, openSocket } from "../fixtures/ws-client";
 import type { Relay } from "../../src/ws/relay";
 
-function relays(h: Harness): Relay[] {
-  // The registry holds Relay instances; reach them for buffered/paused state.
-  const bySession = (h.bff.registry as unknown as { bySession: Map<string, Set<Relay>> }).bySession;
-  return [...bySession.values()].flatMap((set) => [...set]);
+function relayOf(h: Harness, token: string): Relay {
+  const [sessionId = ""] = token.split(".");
+  const [relay] = h.bff.registry.connectionsOf(sessionId);
+  if (relay === undefined) throw new Error("no relay for the session");
+  return relay;
 }
 
+/**
+ * A browser socket driven by hand: a real TCP connection that completes the upgrade and is
+ * then ours, to write frames no `ws` client would send, or to stop reading altogether.
+ */
+async function rawSocket(h: Harness, token: string, ticket: string): Promise<Socket> {
+  const url = new URL(h.origin);
+  const socket = connect(Number(url.port), url.hostname);
+  socket.write(
+    [
+      "GET /ws HTTP/1.1",
+      `Host: ${url.host}`,
+      "Upgrade: websocket",
+      "Connection: Upgrade",
+      "Sec-WebSocket-Version: 13",
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+      `Sec-WebSocket-Protocol: game.v1, ticket.${ticket}`,
+      `Origin: ${h.origin}`,
+      `Cookie: __Host-Http-session=${token}`,
+      "",
+      "",
+    ].join("\r\n"),
+  );
+  let answer = "";
+  await new Promise<void>((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      answer += chunk.toString("latin1");
+      if (!answer.includes("\r\n\r\n")) return;
+      socket.off("data", onData);
+      socket.pause();
+      if (answer.startsWith("HTTP/1.1 101")) resolve();
+      else reject(new Error(`upgrade answered ${answer.split("\r\n")[0] ?? ""}`));
+    };
+    socket.on("data", onData);
+    socket.once("error", reject);
+  });
+  return socket;
+}
+
+/** The code of the close frame the server sends on a raw socket, or 1006 if it just hangs up. */
+function rawCloseCode(socket: Socket): Promise<number> {
+  let bytes = Buffer.alloc(0);
+  return new Promise((resolve) => {
+    socket.on("data", (chunk: Buffer) => {
+      bytes = Buffer.concat([bytes, chunk]);
+    });
+    socket.once("close", () => {
+      // Server frames are unmasked: a close frame is 0x88, a 7-bit length, then the code.
+      const at = bytes.indexOf(0x88);
+      resolve(at !== -1 && bytes.length >= at + 4 ? bytes.readUInt16BE(at + 2) : 1006);
+    });
+    socket.on("error", () => undefined);
+    socket.resume();
+  });
+}
 
 describe("the relay (SECURITY.md E24–E28)", () => {
   let backend: RecordingBackend;
@@ -63,28 +118,52 @@ describe("the relay (SECURITY.md E24–E28)", () => {
   });
 
   it("keeps the BFF's buffer bounded for a client that never reads, by pausing the backend", async () => {
-    const { ws, token } = await connected("slow-reader");
-    const [sessionId] = token.split(".");
-    // Stop reading at the TCP level: the kernel buffers fill, then the BFF's.
-    (ws as unknown as { _socket: import("node:net").Socket })._socket.pause();
-    const relay = relays(h).find((r) => r.sessionId === sessionId);
-    expect(relay).toBeDefined();
+    const { token } = await h.login("slow-reader");
+    // A browser that completes the upgrade and then never reads a byte: the kernel's
+    // buffers fill first, then the BFF's, until the relay stops reading the backend.
+    const socket = await rawSocket(h, token, await mintTicket(h, token));
+    const relay = relayOf(h, token);
     const server = backend.sockets.at(-1);
     const chunk = Buffer.alloc(1000, 7);
     let sent = 0;
     // Flood from the backend until the relay pauses it (bounded: at most 64 MiB).
-    while (!relay?.backendPaused && sent < 64 * 1024) {
+    while (!relay.backendPaused && sent < 64 * 1024) {
       server?.send(chunk, { binary: true });
       sent += 1;
-      if (sent % 256 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+      if (sent % 256 === 0) await new Promise((resolve) => setImmediate(resolve));
     }
-    expect(relay?.backendPaused).toBe(true);
-    // Keep pushing: nothing more accumulates in the BFF, it sits in the backend's own buffers.
-    for (let i = 0; i < 2000; i += 1) server?.send(chunk, { binary: true });
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(relay?.bufferedToClient ?? Infinity).toBeLessThan(1024 * 1024 + 64 * 1024);
-    expect(relay?.backendPaused).toBe(true);
-    ws.terminate();
+    expect(relay.backendPaused).toBe(true);
+    // Keep pushing until the kernel buffers between backend and BFF are full too and the
+    // backend's own send buffer grows: proof that the BFF stopped reading, not just slowed.
+    sent = 0;
+    while ((server?.bufferedAmount ?? 0) < 1024 * 1024 && sent < 64 * 1024) {
+      server?.send(chunk, { binary: true });
+      sent += 1;
+      if (sent % 256 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(server?.bufferedAmount).toBeGreaterThanOrEqual(1024 * 1024);
+    expect(relay.bufferedToClient).toBeLessThan(1024 * 1024 + 64 * 1024);
+    expect(relay.backendPaused).toBe(true);
+    socket.destroy();
+  });
+
+  it("resumes the backend once a slow client drains below the low-water mark", async () => {
+    const { token } = await h.login("slow-then-fast");
+    const socket = await rawSocket(h, token, await mintTicket(h, token));
+    const relay = relayOf(h, token);
+    const server = backend.sockets.at(-1);
+    const chunk = Buffer.alloc(1000, 8);
+    let sent = 0;
+    while (!relay.backendPaused && sent < 64 * 1024) {
+      server?.send(chunk, { binary: true });
+      sent += 1;
+      if (sent % 256 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(relay.backendPaused).toBe(true);
+    socket.on("data", () => undefined);
+    socket.resume();
+    await until(() => !relay.backendPaused, "the relay resuming the backend", 5000);
+    socket.destroy();
   });
 
   it("passes the backend's own close code and reason through", async () => {
@@ -102,35 +181,52 @@ describe("the relay (SECURITY.md E24–E28)", () => {
   });
 
   it("closes a socket that sends a malformed frame, and only that one", async () => {
-    const a = await connected("malformed");
+    const a = await h.login("malformed");
     const b = await connected("bystander");
-    // Reach the raw TCP socket and write a frame with RSV1 set and a reserved opcode.
-    const raw = (a.ws as unknown as { _socket: import("node:net").Socket })._socket;
-    const closed = closeOf(a.ws);
+    const raw = await rawSocket(h, a.token, await mintTicket(h, a.token));
+    const closed = rawCloseCode(raw);
+    // FIN, RSV1 set, opcode 3 (reserved), masked, empty: two violations of RFC 6455 5.2.
     raw.write(Buffer.from([0xc3, 0x80, 0, 0, 0, 0]));
-    expect([1002, 1006]).toContain((await closed).code);
+    expect([1002, 1006]).toContain(await closed);
     b.ws.send("still here");
     expect((await nextMessage(b.ws)).data.toString()).toBe("still here");
     expect((await fetch(`${h.origin}/healthz`)).status).toBe(200);
     b.ws.close();
   });
 
-  it("closes a socket whose text frame is not UTF-8 with 1007", async () => {
-    const { ws } = await connected("bad-utf8");
-    const raw = (ws as unknown as { _socket: import("node:net").Socket })._socket;
-    const closed = closeOf(ws);
-    // FIN + text, masked, 2 bytes: 0xff 0xfe is never valid UTF-8.
+  it("closes a socket whose text frame is not UTF-8 with 1007, forwarding nothing", async () => {
+    const { token } = await h.login("bad-utf8");
+    const raw = await rawSocket(h, token, await mintTicket(h, token));
+    const received = backend.received.length;
+    const closed = rawCloseCode(raw);
+    // FIN + text, masked with a zero key, 2 bytes: 0xff 0xfe is never valid UTF-8.
     raw.write(Buffer.from([0x81, 0x82, 0, 0, 0, 0, 0xff, 0xfe]));
-    expect([1007, 1006]).toContain((await closed).code);
+    expect(await closed).toBe(1007);
+    expect(backend.received.length).toBe(received);
   });
 
   it("refuses a fragmented control frame without disturbing the process", async () => {
-    const { ws } = await connected("frag-ping");
-    const raw = (ws as unknown as { _socket: import("node:net").Socket })._socket;
-    const closed = closeOf(ws);
-    raw.write(Buffer.from([0x09, 0x80, 0, 0, 0, 0])); // ping without FIN
-    expect([1002, 1006]).toContain((await closed).code);
+    const { token } = await h.login("frag-ping");
+    const raw = await rawSocket(h, token, await mintTicket(h, token));
+    const closed = rawCloseCode(raw);
+    raw.write(Buffer.from([0x09, 0x80, 0, 0, 0, 0])); // a ping without FIN (RFC 6455 5.5)
+    expect([1002, 1006]).toContain(await closed);
     expect((await fetch(`${h.origin}/healthz`)).status).toBe(200);
+  });
+
+  it("closes the browser with 1000 when the backend closes without a code", async () => {
+    const { ws } = await connected("backend-no-code");
+    const closed = closeOf(ws);
+    backend.sockets.at(-1)?.close();
+    expect((await closed).code).toBe(1000);
+  });
+
+  it("closes the backend side with the browser's code when the browser leaves", async () => {
+    const { ws } = await connected("browser-leaves");
+    const server = backend.sockets.at(-1);
+    const backendClosed = new Promise<number>((resolve) => server?.once("close", (code: number) => resolve(code)));
+    ws.close(4100, "bye");
+    expect(await backendClosed).toBe(4100);
   });
 
   it("does not let a raw TCP client that stops mid-frame hurt anyone", async () => {
