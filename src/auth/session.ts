@@ -64,6 +64,7 @@ type TokenField = "access_token" | "refresh_token" | "id_token";
  */
 export class SessionStore {
   private readonly selectById: Statement<[string], SessionRow | undefined>;
+  private readonly touchStatement: Statement<[{ at: number; id: string; throttle: number; idle: number }]>;
   private readonly idleMs: number;
   private readonly absoluteMs: number;
 
@@ -86,6 +87,11 @@ export class SessionStore {
               refresh_token AS refreshToken, id_token AS idToken, version
          FROM sessions WHERE id = ?`,
     ) as Statement<[string], SessionRow | undefined>;
+    // Slides last_seen_at to `at` only if that is a minute or more later (the same throttle as
+    // HTTP requests) and the session had not already gone idle by then: activity cannot revive it.
+    this.touchStatement = db.sqlite.prepare(
+      "UPDATE sessions SET last_seen_at = @at WHERE id = @id AND last_seen_at <= @at - @throttle AND last_seen_at + @idle > @at",
+    );
   }
 
   /** Creates a new session (never reuses one: ASVS 7.2.4) and returns it with its token. */
@@ -150,6 +156,12 @@ export class SessionStore {
       row.lastSeenAt = now;
     }
     return this.toSession(row);
+  }
+
+  /** Records activity seen elsewhere (game messages on a relayed socket) at time `at`. */
+  touch(sessionId: string, at: number): void {
+    if (at > this.clock.now()) return;
+    this.touchStatement.run({ at, id: sessionId, throttle: SLIDE_THROTTLE_MS, idle: this.idleMs });
   }
 
   /** The session by id if it still lives, without sliding it (for the socket recheck). */

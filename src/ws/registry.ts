@@ -13,6 +13,8 @@ export interface LiveConnection {
   terminate(): void;
   /** Settles once both sides have closed. */
   readonly ended: Promise<void>;
+  /** When the browser last sent a message (ms); 0 before the first. */
+  readonly lastMessageAt: number;
 }
 
 export const SESSION_ENDED = 4401;
@@ -96,7 +98,12 @@ export class SocketRegistry<C extends LiveConnection = LiveConnection> {
 
   /** Closes every socket of a session that is no longer live (expired, or deleted elsewhere). */
   recheck(): void {
-    for (const sessionId of [...this.bySession.keys()]) {
+    for (const [sessionId, connections] of [...this.bySession.entries()]) {
+      // Playing is activity: a player whose only traffic is the game socket must not hit
+      // the idle timeout. The absolute timeout still ends the session whatever they do.
+      let latest = 0;
+      for (const connection of connections) latest = Math.max(latest, connection.lastMessageAt);
+      if (latest > 0) this.sessions.touch(sessionId, latest);
       if (this.sessions.findLive(sessionId) === null) {
         this.closeSession(sessionId, SESSION_ENDED, "session ended");
       }

@@ -43,6 +43,8 @@ export class Relay implements LiveConnection {
   /** True while the browser is not read because the backend reads slowly. */
   clientPaused = false;
   readonly ended: Promise<void>;
+  /** When the browser last sent a message (ms, the injected clock); 0 before the first. */
+  lastMessageAt = 0;
 
   constructor(
     private readonly client: WebSocket,
@@ -170,6 +172,7 @@ export class Relay implements LiveConnection {
 
   private takeToken(): boolean {
     const now = this.clock.now();
+    this.lastMessageAt = now;
     if (now > this.refilledAt) {
       this.tokens = Math.min(this.burst, this.tokens + ((now - this.refilledAt) / 1000) * this.limits.messagesPerSecond);
       this.refilledAt = now;

@@ -157,3 +157,30 @@ describe("shutdown", () => {
     }
   });
 });
+
+// Moves its own clock by more than an hour, past the identity provider's ID tokens.
+describe("game traffic is activity", () => {
+  it("counts game messages as activity: a player who only plays is not idle, one who stops is", async () => {
+    const backend = await startRecordingBackend();
+    const h = await startHarness({ env: { GAME_BACKEND_URL: backend.url } });
+    try {
+      const { token } = await h.login("only-plays");
+      const ws = await openSocket(h, await mintTicket(h, token), { token });
+      for (let minute = 0; minute < 40; minute += 10) {
+        h.clock.advance(10 * 60_000);
+        ws.send("still playing");
+        await nextMessage(ws);
+        h.bff.registry.recheck();
+        expect(ws.readyState).toBe(1);
+      }
+      expect((await fetch(`${h.origin}/auth/me?slide=false`, { headers: { cookie: `__Host-Http-session=${token}` } })).status).toBe(200);
+      h.clock.advance(1800 * 1000 + 1);
+      const closed = closeOf(ws);
+      h.bff.registry.recheck();
+      expect((await closed).code).toBe(4401);
+    } finally {
+      await h.close();
+      await backend.close();
+    }
+  });
+});
