@@ -4,7 +4,7 @@ import { AssertionVerifier } from "../../src/demo/verify-assertion";
 import { startRecordingBackend, type RecordingBackend } from "../fixtures/backend";
 import { startHarness, type Harness } from "../fixtures/harness";
 import { until } from "../fixtures/wait";
-import { closeOf, mintTicket, nextMessage, openSocket, rawUpgrade, upgradeStatus } from "../fixtures/ws-client";
+import { closeOf, mintTicket, nextMessage, openSocket, rawUpgrade, upgradeStatus, upgradeLines } from "../fixtures/ws-client";
 
 describe("the /ws gate (CONTRACT.md, SECURITY.md E22–E25)", () => {
   let backend: RecordingBackend;
@@ -56,18 +56,7 @@ describe("the /ws gate (CONTRACT.md, SECURITY.md E22–E25)", () => {
   it("answers 101 with only game.v1 and no compression extension", async () => {
     const { token } = await h.login("handshake");
     const ticket = await mintTicket(h, token);
-    const answer = await rawUpgrade(h, [
-      "GET /ws HTTP/1.1",
-      `Host: ${new URL(h.origin).host}`,
-      "Upgrade: websocket",
-      "Connection: Upgrade",
-      "Sec-WebSocket-Version: 13",
-      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-      `Sec-WebSocket-Protocol: game.v1, ticket.${ticket}`,
-      "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits",
-      `Origin: ${h.origin}`,
-      `Cookie: __Host-Http-session=${token}`,
-    ]);
+    const answer = await rawUpgrade(h, [...upgradeLines(h, { protocols: `game.v1, ticket.${ticket}`, token }), "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"]);
     expect(answer).toMatch(/^HTTP\/1\.1 101/);
     expect(answer).toMatch(/\r\nSec-WebSocket-Protocol: game\.v1\r\n/i);
     expect(answer).not.toMatch(/Sec-WebSocket-Extensions/i);
@@ -184,16 +173,7 @@ describe("the /ws gate (CONTRACT.md, SECURITY.md E22–E25)", () => {
   });
 
   it("answers refusals with CONTRACT.md's JSON error shape, uncached", async () => {
-    const answer = await rawUpgrade(h, [
-      "GET /ws HTTP/1.1",
-      `Host: ${new URL(h.origin).host}`,
-      "Upgrade: websocket",
-      "Connection: Upgrade",
-      "Sec-WebSocket-Version: 13",
-      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-      "Sec-WebSocket-Protocol: game.v1",
-      "Origin: https://evil.example",
-    ]);
+    const answer = await rawUpgrade(h, upgradeLines(h, { protocols: "game.v1", origin: "https://evil.example" }));
     const [head = "", body = ""] = answer.split("\r\n\r\n");
     expect(head).toMatch(/^HTTP\/1\.1 403 /);
     expect(head).toMatch(/\r\nContent-Type: application\/json; charset=utf-8\r\n/i);
@@ -205,17 +185,7 @@ describe("the /ws gate (CONTRACT.md, SECURITY.md E22–E25)", () => {
     const { token } = await h.login("twice");
     const ticket = await mintTicket(h, token);
     const before = backend.upgrades;
-    const answer = await rawUpgrade(h, [
-      "GET /ws HTTP/1.1",
-      `Host: ${new URL(h.origin).host}`,
-      "Upgrade: websocket",
-      "Connection: Upgrade",
-      "Sec-WebSocket-Version: 13",
-      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-      `Sec-WebSocket-Protocol: game.v1, game.v1, ticket.${ticket}`,
-      `Origin: ${h.origin}`,
-      `Cookie: __Host-Http-session=${token}`,
-    ]);
+    const answer = await rawUpgrade(h, [...upgradeLines(h, { protocols: `game.v1, game.v1, ticket.${ticket}`, token })]);
     expect(answer).toMatch(/^HTTP\/1\.1 400 /);
     expect(backend.upgrades).toBe(before);
     // The ticket was not spent on a request that could never succeed.
@@ -292,21 +262,7 @@ describe("a backend that never answers its upgrade", () => {
     const url = new URL(h.origin);
     const browser = connect(Number(url.port), url.hostname);
     browser.on("error", () => undefined);
-    browser.write(
-      [
-        "GET /ws HTTP/1.1",
-        `Host: ${url.host}`,
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        "Sec-WebSocket-Version: 13",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        `Sec-WebSocket-Protocol: game.v1, ticket.${ticket}`,
-        `Origin: ${h.origin}`,
-        `Cookie: __Host-Http-session=${token}`,
-        "",
-        "",
-      ].join("\r\n"),
-    );
+    browser.write(`${upgradeLines(h, { protocols: `game.v1, ticket.${ticket}`, token }).join("\r\n")}\r\n\r\n`);
     await until(() => connections.length === count + 1, "the gate asking the backend");
     browser.destroy();
     const attempt = connections.at(-1);

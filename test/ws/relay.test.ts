@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRecordingBackend, type RecordingBackend } from "../fixtures/backend";
 import { until } from "../fixtures/wait";
 import { startHarness, type Harness } from "../fixtures/harness";
-import { closeOf, mintTicket, nextMessage, openSocket } from "../fixtures/ws-client";
+import { closeOf, mintTicket, nextMessage, openSocket, upgradeLines } from "../fixtures/ws-client";
 import type { Relay } from "../../src/ws/relay";
 
 function relayOf(h: Harness, token: string): Relay {
@@ -20,21 +20,7 @@ function relayOf(h: Harness, token: string): Relay {
 async function rawSocket(h: Harness, token: string, ticket: string): Promise<Socket> {
   const url = new URL(h.origin);
   const socket = connect(Number(url.port), url.hostname);
-  socket.write(
-    [
-      "GET /ws HTTP/1.1",
-      `Host: ${url.host}`,
-      "Upgrade: websocket",
-      "Connection: Upgrade",
-      "Sec-WebSocket-Version: 13",
-      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-      `Sec-WebSocket-Protocol: game.v1, ticket.${ticket}`,
-      `Origin: ${h.origin}`,
-      `Cookie: __Host-Http-session=${token}`,
-      "",
-      "",
-    ].join("\r\n"),
-  );
+  socket.write(`${upgradeLines(h, { protocols: `game.v1, ticket.${ticket}`, token }).join("\r\n")}\r\n\r\n`);
   let answer = "";
   await new Promise<void>((resolve, reject) => {
     const onData = (chunk: Buffer): void => {
@@ -235,21 +221,7 @@ describe("the relay (SECURITY.md E24–E28)", () => {
     const url = new URL(h.origin);
     const socket = connect(Number(url.port), url.hostname);
     await new Promise((resolve) => socket.once("connect", resolve));
-    socket.write(
-      [
-        "GET /ws HTTP/1.1",
-        `Host: ${url.host}`,
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        "Sec-WebSocket-Version: 13",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        `Sec-WebSocket-Protocol: game.v1, ticket.${ticket}`,
-        `Origin: ${h.origin}`,
-        `Cookie: __Host-Http-session=${token}`,
-        "",
-        "",
-      ].join("\r\n"),
-    );
+    socket.write(`${upgradeLines(h, { protocols: `game.v1, ticket.${ticket}`, token }).join("\r\n")}\r\n\r\n`);
     socket.write(Buffer.from([0x82, 0xfe, 0x10])); // a binary frame header cut off mid-length
     socket.destroy();
     expect((await fetch(`${h.origin}/healthz`)).status).toBe(200);
