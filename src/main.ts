@@ -40,7 +40,7 @@ async function main(): Promise<void> {
         {
           kind: "oidc",
           name: "demo",
-          label: "Demo login",
+          label: "Demo",
           issuer: idp.issuer,
           clientId: DEMO_CLIENT_ID,
           clientSecret: secrets.demoClientSecret,
