@@ -1,8 +1,9 @@
+import type { Statement } from "better-sqlite3";
 import { and, eq } from "drizzle-orm";
 import type { Clock, RandomBytes } from "../clock";
 import { randomToken } from "../crypto/random";
 import type { Database } from "../db/database";
-import { accounts, identities, type AccountRow } from "../db/schema";
+import { accounts, identities } from "../db/schema";
 import type { ProviderIdentity } from "./providers";
 
 export interface Account {
@@ -12,11 +13,20 @@ export interface Account {
 
 /** Accounts and the (issuer, subject) identities that lead to them (OIDC Core 5.7). */
 export class AccountStore {
+  private readonly selectById: Statement<[string], Account | undefined>;
+
   constructor(
     private readonly db: Database,
     private readonly clock: Clock,
     private readonly randomBytes: RandomBytes,
-  ) {}
+  ) {
+    // Every authenticated request and upgrade looks its account up: prepared once, not
+    // rebuilt by the query builder each time.
+    this.selectById = db.sqlite.prepare("SELECT id, display_name AS displayName FROM accounts WHERE id = ?") as Statement<
+      [string],
+      Account | undefined
+    >;
+  }
 
   /**
    * The account of this identity; a new account is created right away on its first login.
@@ -45,11 +55,6 @@ export class AccountStore {
   }
 
   find(id: string): Account | null {
-    const row: Pick<AccountRow, "id" | "displayName"> | undefined = this.db.orm
-      .select({ id: accounts.id, displayName: accounts.displayName })
-      .from(accounts)
-      .where(eq(accounts.id, id))
-      .get();
-    return row ?? null;
+    return this.selectById.get(id) ?? null;
   }
 }
