@@ -64,6 +64,8 @@ const REQUEST_TIMEOUT_MS = 30_000;
 const KEEP_ALIVE_TIMEOUT_MS = 5_000;
 const MAX_HEADER_BYTES = 16 * 1024;
 const SWEEP_INTERVAL_MS = 60_000;
+// In-flight requests get as long as the request timeout allows, no more.
+const SHUTDOWN_DEADLINE_MS = REQUEST_TIMEOUT_MS;
 // CONTRACT.md: ping every 30 s; session expiry rechecked at least every 60 s (ASVS 7.4.1).
 const HEARTBEAT_MS = 30_000;
 const RECHECK_MS = 30_000;
@@ -188,8 +190,16 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
       // moment, then drop whatever did not answer: shutdown must not wait 30 s per socket.
       await registry.closeAll(GOING_AWAY, "server shutting down", { graceMs: SHUTDOWN_CLOSE_GRACE_MS });
       registry.dispose();
+      // Stop accepting; let requests in flight finish, closing each connection as soon as it
+      // goes idle (not after the keep-alive timeout), and cut whatever is left at the deadline.
       await new Promise<void>((resolve) => {
-        server.close(() => resolve());
+        const sweep = setInterval(() => server.closeIdleConnections(), 100);
+        const deadline = setTimeout(() => server.closeAllConnections(), SHUTDOWN_DEADLINE_MS);
+        server.close(() => {
+          clearInterval(sweep);
+          clearTimeout(deadline);
+          resolve();
+        });
         server.closeIdleConnections();
       });
       audit.flush();
