@@ -54,6 +54,14 @@ function rawCloseCode(socket: Socket): Promise<number> {
   });
 }
 
+/** Sends `chunk` from the backend side until `done()` holds (bounded: at most 64 MiB). */
+async function floodUntil(server: { send(data: Buffer, options: { binary: boolean }): void } | undefined, chunk: Buffer, done: () => boolean): Promise<void> {
+  for (let sent = 0; !done() && sent < 64 * 1024; sent += 1) {
+    server?.send(chunk, { binary: true });
+    if (sent % 256 === 255) await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
 describe("the relay (SECURITY.md E24–E28)", () => {
   let backend: RecordingBackend;
   let h: Harness;
@@ -111,22 +119,12 @@ describe("the relay (SECURITY.md E24–E28)", () => {
     const relay = relayOf(h, token);
     const server = backend.sockets.at(-1);
     const chunk = Buffer.alloc(1000, 7);
-    let sent = 0;
-    // Flood from the backend until the relay pauses it (bounded: at most 64 MiB).
-    while (!relay.backendPaused && sent < 64 * 1024) {
-      server?.send(chunk, { binary: true });
-      sent += 1;
-      if (sent % 256 === 0) await new Promise((resolve) => setImmediate(resolve));
-    }
+    // Flood from the backend until the relay pauses it.
+    await floodUntil(server, chunk, () => relay.backendPaused);
     expect(relay.backendPaused).toBe(true);
     // Keep pushing until the kernel buffers between backend and BFF are full too and the
     // backend's own send buffer grows: proof that the BFF stopped reading, not just slowed.
-    sent = 0;
-    while ((server?.bufferedAmount ?? 0) < 1024 * 1024 && sent < 64 * 1024) {
-      server?.send(chunk, { binary: true });
-      sent += 1;
-      if (sent % 256 === 0) await new Promise((resolve) => setImmediate(resolve));
-    }
+    await floodUntil(server, chunk, () => (server?.bufferedAmount ?? 0) >= 1024 * 1024);
     expect(server?.bufferedAmount).toBeGreaterThanOrEqual(1024 * 1024);
     expect(relay.bufferedToClient).toBeLessThan(1024 * 1024 + 64 * 1024);
     expect(relay.backendPaused).toBe(true);
@@ -139,12 +137,7 @@ describe("the relay (SECURITY.md E24–E28)", () => {
     const relay = relayOf(h, token);
     const server = backend.sockets.at(-1);
     const chunk = Buffer.alloc(1000, 8);
-    let sent = 0;
-    while (!relay.backendPaused && sent < 64 * 1024) {
-      server?.send(chunk, { binary: true });
-      sent += 1;
-      if (sent % 256 === 0) await new Promise((resolve) => setImmediate(resolve));
-    }
+    await floodUntil(server, chunk, () => relay.backendPaused);
     expect(relay.backendPaused).toBe(true);
     socket.on("data", () => undefined);
     socket.resume();
