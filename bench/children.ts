@@ -16,8 +16,10 @@ export class HarnessError extends Error {
   }
 }
 
-export function forkChild(file: string, args: string[], options: { exposeGC?: boolean } = {}): ChildProcess {
+/** `cpuProfileDir`: run the child under node --cpu-prof, which writes a .cpuprofile there as it exits. */
+export function forkChild(file: string, args: string[], options: { exposeGC?: boolean; cpuProfileDir?: string | null } = {}): ChildProcess {
   const execArgv = ["--import", "tsx", ...(options.exposeGC === true ? ["--expose-gc"] : [])];
+  if (options.cpuProfileDir !== undefined && options.cpuProfileDir !== null) execArgv.push("--cpu-prof", `--cpu-prof-dir=${options.cpuProfileDir}`);
   // stdout is dropped (the harness and the IdP may log there); stderr shows crashes.
   return fork(join(HERE, file), args, { execArgv, stdio: ["ignore", "ignore", "inherit", "ipc"] });
 }

@@ -5,9 +5,11 @@
  * setup, authenticated /api requests, memory per idle socket, and how throughput and
  * latency grow with the connection count; writes a Markdown report and a gnuplot chart.
  *
- *   npm run bench:sidebyside                 full run (about 5 minutes)
- *   npm run bench:sidebyside -- --smoke      every measurement, briefly (CI; well under a minute)
- *   … -- --out DIR                           write the report and chart to DIR instead of bench/results
+ *   npm run bench                  full run (about 6 minutes)
+ *   npm run bench -- --smoke       every measurement, briefly (CI; under a minute)
+ *   … -- --out DIR                 write the report and chart to DIR instead of bench/results
+ *   … -- --profile                 also write a CPU profile of the Portcullis process
+ *                                  (node --cpu-prof) to DIR/profile/*.cpuprofile
  *
  * Exit status: 0 when every measurement produced a figure, 1 when the harness broke
  * (a process died, a scenario failed or timed out), 2 when the whole run overran its
@@ -15,7 +17,7 @@
  */
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,10 +29,11 @@ import { median, renderReport, type Row, type ScalePoint } from "./report";
 import { describeMachine, ensureTool, loadAverage, raiseFileLimit, rssKiB } from "./system";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const REPO = resolve(HERE, "../..");
+const REPO = resolve(HERE, "..");
 const SMOKE = process.argv.includes("--smoke");
 const outFlag = process.argv.indexOf("--out");
 const OUT_DIR = outFlag !== -1 && process.argv[outFlag + 1] !== undefined ? resolve(process.argv[outFlag + 1] ?? "") : join(REPO, "bench", "results");
+const PROFILE_DIR = process.argv.includes("--profile") ? join(OUT_DIR, "profile") : null;
 
 interface Plan {
   rounds: number;
@@ -129,7 +132,11 @@ async function startStack(fileLimit: number, notes: string[]): Promise<Stack> {
   // direct and nginx sockets' assertions with it too. 32 random bytes: an Ed25519 seed.
   const keyId = "bench";
   const seed = randomBytes(32).toString("base64");
-  const portcullis = forkChild("portcullis.ts", [backendURL, keyId, seed], { exposeGC: true });
+  if (PROFILE_DIR !== null) {
+    mkdirSync(PROFILE_DIR, { recursive: true });
+    notes.push("Portcullis ran under the CPU profiler (`--profile`): its figures are lower than in a run without it.");
+  }
+  const portcullis = forkChild("portcullis.ts", [backendURL, keyId, seed], { exposeGC: true, cpuProfileDir: PROFILE_DIR });
   started.portcullis = portcullis;
   const ready = await waitFor(portcullis, "ready", 60_000);
   const origin = readString(ready, "origin");
@@ -179,7 +186,8 @@ async function startStack(fileLimit: number, notes: string[]): Promise<Stack> {
 }
 
 async function stopAll(): Promise<void> {
-  if (started.portcullis !== null) await stopChild(started.portcullis, { message: { type: "stop" } });
+  // Under --cpu-prof, Node writes the profile as the process exits: give it time to.
+  if (started.portcullis !== null) await stopChild(started.portcullis, { message: { type: "stop" }, graceMs: PROFILE_DIR === null ? 3_000 : 60_000 });
   await Promise.all(started.children.map((child) => stopChild(child)));
   await started.nginx?.stop();
 }
@@ -352,10 +360,17 @@ async function main(): Promise<number> {
 
   for (const line of stack.nginx?.problems() ?? []) notes.push(`nginx error.log: \`${line}\``);
   await stopAll();
+  if (PROFILE_DIR !== null) {
+    // Node names the file CPU.<date>.<time>.<pid>.<thread>.<sequence>.cpuprofile; thread 0
+    // is Portcullis, the other one tsx's module-loader thread (also profiled, nearly idle).
+    const profile = readdirSync(PROFILE_DIR).find((file) => file.includes(`.${stack.portcullisPid}.0.`) && file.endsWith(".cpuprofile"));
+    if (profile === undefined) failures.push(`profile: Portcullis (pid ${stack.portcullisPid}) wrote no .cpuprofile to ${relative(process.cwd(), PROFILE_DIR)}`);
+    else console.log(`Portcullis CPU profile: ${relative(process.cwd(), join(PROFILE_DIR, profile))} (open it in Chrome DevTools or speedscope)`);
+  }
 
   const lifecycle = process.env.npm_lifecycle_event;
   const args = process.argv.slice(2).join(" ");
-  const command = lifecycle === undefined ? `npx tsx bench/sidebyside/main.ts${args === "" ? "" : ` ${args}`}` : `npm run ${lifecycle}${args === "" ? "" : ` -- ${args}`}`;
+  const command = lifecycle === undefined ? `node --import tsx bench/main.ts${args === "" ? "" : ` ${args}`}` : `npm run ${lifecycle}${args === "" ? "" : ` -- ${args}`}`;
   const markdown = renderReport(rows, scaling, {
     machine: describeMachine(stack.nginx?.version ?? (ensureTool(NGINX_BINARY, "nginx-light") ? `nginx ${nginxVersion()}` : "no nginx")),
     command,

@@ -9,8 +9,8 @@
  * `{type: "stop"}` closes and exits.
  */
 import { Writable } from "node:stream";
-import { ManualClock } from "../../src/clock";
-import { startHarness } from "../../test/fixtures/harness";
+import { ManualClock } from "../src/clock";
+import { startHarness } from "../test/fixtures/harness";
 import { isRecord, readString } from "./protocol";
 
 /**
