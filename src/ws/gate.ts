@@ -1,6 +1,6 @@
 import type { IncomingMessage } from "node:http";
+import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { WebSocket, WebSocketServer } from "ws";
 import type { AuditLog } from "../audit/log";
 import type { AccountStore } from "../auth/accounts";
 import { SESSION_COOKIE, readCookie } from "../auth/cookies";
@@ -10,6 +10,8 @@ import type { Config } from "../config";
 import { clientIP } from "../http/client-ip";
 import { RateLimiter } from "../http/rate-limit";
 import type { AssertionSigner } from "../proxy/assertion";
+import { openBackendSocket } from "./backend-handshake";
+import { acceptKey } from "./frames";
 import { Relay, type RelayLimits } from "./relay";
 import type { SocketRegistry } from "./registry";
 import type { TicketStore } from "./tickets";
@@ -75,23 +77,16 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
   const allowedOrigins = new Set(config.allowedOrigins);
   const limits: RelayLimits = {
     messagesPerSecond: config.wsMaxMessagesPerSecond,
+    // SECURITY.md E24: the size cap holds both ways; no compression is ever negotiated.
+    maxMessageBytes: config.wsMaxMessageBytes,
     highWaterBytes: 1024 * 1024,
-    lowWaterBytes: 256 * 1024,
     ...deps.limits,
   };
   const upgradeLimiter = new RateLimiter(config.rateLimits.upgrade, deps.clock);
-  const backendURL = config.gameBackendURL === null ? null : `${config.gameBackendURL.replace(/^http/, "ws")}/ws`;
+  const backendURL = config.gameBackendURL === null ? null : `${config.gameBackendURL}/ws`;
   const audience = config.gameBackendAudience ?? config.publicOrigin;
   const backendHandshakeTimeoutMs = deps.backendHandshakeTimeoutMs ?? BACKEND_HANDSHAKE_TIMEOUT_MS;
   let upgradesInProgress = 0;
-  const server = new WebSocketServer({
-    noServer: true,
-    clientTracking: false,
-    // SECURITY.md E24: no compression (CRIME-style leaks, zip bombs) and a hard size cap.
-    perMessageDeflate: false,
-    maxPayload: config.wsMaxMessageBytes,
-    handleProtocols: (protocols) => (protocols.has(GAME_PROTOCOL) ? GAME_PROTOCOL : false),
-  });
 
   return function upgradeGate(req, socket, head) {
     socket.on("error", () => socket.destroy());
@@ -102,6 +97,8 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       // here as strictly as `ws` will check it at the handshake, so that a request we let
       // through to the backend is never one `ws` then refuses with the backend left open.
       if (pathOf(req.url) !== "/ws") throw new Refusal(404, "not_found", "not /ws");
+      // Node hands an upgrade a net.Socket (a TLSSocket behind TLS); the relay needs one.
+      if (!(socket instanceof Socket)) throw new Refusal(400, "bad_upgrade", "not a socket");
       if (req.method !== "GET") throw new Refusal(405, "method_not_allowed", "method");
       const protocols = offeredProtocols(req);
       if (
@@ -147,69 +144,63 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
 
       // 7. The backend must accept its own upgrade before we answer ours (fail closed).
       const assertion = deps.signer.sign({ sub: account.id, sid: session.id, name: account.displayName, aud: audience });
-      const backend = new WebSocket(backendURL, [GAME_PROTOCOL], {
-        headers: { authorization: `Bearer ${assertion}` },
-        // SECURITY.md E24 on this side too: `ws` clients offer permessage-deflate by default.
-        perMessageDeflate: false,
-        maxPayload: config.wsMaxMessageBytes,
-        handshakeTimeout: backendHandshakeTimeoutMs,
-        // A redirect would be a non-101 answer: refused, never followed.
-        followRedirects: false,
-      });
-      // "backend": waiting for the backend's 101; "browser": ours is being written;
-      // "relaying": the relay owns both sockets; "failed": both are being torn down.
-      let phase: "backend" | "browser" | "relaying" | "failed" = "backend";
+      const key = headerValue(req, "sec-websocket-key") ?? "";
+      let waiting = true;
       upgradesInProgress += 1;
-      const failBackend = (status: number, error: string, reason: string): void => {
-        if (phase !== "backend") return;
-        phase = "failed";
+      const settle = (): boolean => {
+        if (!waiting) return false;
+        waiting = false;
         upgradesInProgress -= 1;
-        backend.removeAllListeners();
-        backend.on("error", () => undefined);
-        backend.terminate();
-        refuse(socket, new Refusal(status, error, reason), audit, ip, session.id);
+        socket.off("close", onClientGone);
+        socket.off("end", onClientGone);
+        return true;
       };
-      // The browser may give up while we wait for the backend, or its handshake may fail
-      // after the backend accepted (the socket closed under us): never leave a backend
-      // socket open for a browser that is gone.
+      const abortBackend = openBackendSocket(
+        { url: backendURL, protocol: GAME_PROTOCOL, authorization: `Bearer ${assertion}`, timeoutMs: backendHandshakeTimeoutMs },
+        {
+          fail: (reason) => {
+            if (settle()) refuse(socket, new Refusal(502, "backend_unavailable", reason), audit, ip, session.id);
+          },
+          open: (backend, backendHead) => {
+            if (!settle() || !socket.writable) {
+              backend.destroy();
+              return;
+            }
+            // RFC 6455 4.2.2: our own 101, with game.v1 (never the ticket) and no extension.
+            socket.write(
+              "HTTP/1.1 101 Switching Protocols\r\n" +
+                "Upgrade: websocket\r\n" +
+                "Connection: Upgrade\r\n" +
+                `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n` +
+                `Sec-WebSocket-Protocol: ${GAME_PROTOCOL}\r\n\r\n`,
+            );
+            const relay = new Relay({
+              browser: socket,
+              backend,
+              sessionId: session.id,
+              accountId: session.accountId,
+              limits,
+              clock: deps.clock,
+              audit,
+              onClosed: (r) => deps.registry.remove(r),
+            });
+            deps.registry.add(relay);
+            audit.write("ws.upgrade.accepted", { sessionId: session.id, accountId: session.accountId, ip });
+            relay.start({ browser: head, backend: backendHead });
+          },
+        },
+      );
+      // The browser may give up while we wait for the backend (a reset, or a FIN, which
+      // alone would leave the half-open socket unclosed): never leave a backend socket
+      // open for a browser that is gone.
       const onClientGone = (): void => {
-        if (phase === "backend") {
-          failBackend(502, "backend_unavailable", "client left during backend handshake");
-        } else if (phase === "browser") {
-          phase = "failed";
-          backend.terminate();
-          audit.write("ws.upgrade.refused", { status: 400, reason: "browser handshake failed", ip, sessionId: session.id });
-        }
+        if (!settle()) return;
+        abortBackend();
+        socket.destroy();
+        audit.write("ws.upgrade.refused", { status: 502, reason: "client left during backend handshake", ip, sessionId: session.id });
       };
       socket.once("close", onClientGone);
-      backend.once("unexpected-response", (request, response) => {
-        failBackend(502, "backend_unavailable", `backend answered ${response.statusCode ?? "?"}`);
-        request.destroy();
-      });
-      backend.once("error", () => failBackend(502, "backend_unavailable", "backend unreachable"));
-      backend.once("open", () => {
-        if (backend.protocol !== GAME_PROTOCOL) {
-          failBackend(502, "backend_unavailable", "backend chose another subprotocol");
-          return;
-        }
-        if (phase !== "backend") return;
-        phase = "browser";
-        upgradesInProgress -= 1;
-        // The backend may speak first (a welcome message): hold its frames until the relay
-        // listens, or they would be emitted to nobody while the browser's handshake completes.
-        backend.pause();
-        backend.on("error", () => undefined);
-        server.handleUpgrade(req, socket, head, (client) => {
-          phase = "relaying";
-          socket.off("close", onClientGone);
-          const relay = new Relay(client, backend, session.id, session.accountId, limits, deps.clock, audit, (r) =>
-            deps.registry.remove(r),
-          );
-          deps.registry.add(relay);
-          backend.resume();
-          audit.write("ws.upgrade.accepted", { sessionId: session.id, accountId: session.accountId, ip });
-        });
-      });
+      socket.once("end", onClientGone);
     } catch (error) {
       if (error instanceof Refusal) {
         refuse(socket, error, audit, ip, sessionId);

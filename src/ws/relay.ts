@@ -1,176 +1,195 @@
-import type { WebSocket, RawData } from "ws";
+import type { Socket } from "node:net";
 import type { AuditLog } from "../audit/log";
 import type { Clock } from "../clock";
+import {
+  ABNORMAL_CLOSURE,
+  BACKEND_UNAVAILABLE,
+  BINARY,
+  CLOSE,
+  CONTINUATION,
+  MAX_CONTROL_PAYLOAD,
+  MESSAGE_TOO_BIG,
+  NORMAL_CLOSURE,
+  NO_STATUS_RECEIVED,
+  PING,
+  POLICY_VIOLATION,
+  PONG,
+  PROTOCOL_ERROR,
+  closeFrame,
+  controlFrame,
+  isPassable,
+  payloadOf,
+  readClose,
+} from "./frames";
 import { GOING_AWAY, SESSION_ENDED, type LiveConnection } from "./registry";
+
+export { BACKEND_UNAVAILABLE, MESSAGE_TOO_BIG, POLICY_VIOLATION } from "./frames";
 
 export interface RelayLimits {
   /** Messages per second per socket; the bucket holds twice as many (the burst). */
   messagesPerSecond: number;
-  /** Pause reading one side while the other has more than this buffered (1 MiB). */
+  /** The largest message, in either direction (WS_MAX_MESSAGE_BYTES). */
+  maxMessageBytes: number;
+  /** Stop reading one side while the other has more than this waiting to be written (1 MiB). */
   highWaterBytes: number;
-  /** Resume once the buffer has drained below this. */
-  lowWaterBytes: number;
 }
 
-export const POLICY_VIOLATION = 1008;
-export const MESSAGE_TOO_BIG = 1009;
-export const BACKEND_UNAVAILABLE = 1014;
-const NORMAL_CLOSURE = 1000;
-const NO_STATUS_RECEIVED = 1005;
-
-// Allocated once: `ws` spreads these into its own frame options, so relaying a message
-// allocates no options object. Compression is off on both sockets anyway (SECURITY.md E24).
-const AS_TEXT = { binary: false, compress: false } as const;
-const AS_BINARY = { binary: true, compress: false } as const;
+export interface RelayDeps {
+  /** The browser's socket, its 101 already written. */
+  browser: Socket;
+  /** The backend's socket after its 101. */
+  backend: Socket;
+  sessionId: string;
+  accountId: string;
+  limits: RelayLimits;
+  clock: Clock;
+  audit: AuditLog;
+  /** Called once, when the relay starts to close: it no longer counts as a live socket. */
+  onClosed: (relay: Relay) => void;
+}
 
 /**
- * Relays one browser socket to its backend socket and back. Frames pass through as the
- * `Buffer`s `ws` hands us — never parsed, never copied, never re-encoded — with their type
- * kept (text stays text, binary stays binary) and in order. The size limit is `ws`'s own
- * `maxPayload` on both sockets (RFC 6455 7.4.1 code 1009, enforced from the frame header,
- * before the payload is buffered). `ws` also sets TCP_NODELAY on both sockets, so a small
- * game message is not held back by Nagle's algorithm.
+ * How long a side has to answer our close frame (and to close its TCP connection) before
+ * it is dropped: CONTRACT.md wants a session's sockets closed within 1 s of its end.
+ */
+const CLOSE_TIMEOUT_MS = 1_000;
+/** Our pings carry this payload, so the pong that answers one is ours and goes no further. */
+const PING_PAYLOAD = Buffer.from("portcullis");
+const PING_TO_BROWSER = controlFrame(PING, PING_PAYLOAD, { mask: false });
+
+// What happens to the payload of the frame being read.
+const FORWARD = 0; // written on to the other side as it arrives, byte for byte
+const HOLD = 1; // kept until its message is complete (a fragmented message), then written
+const DISCARD = 2; // dropped: the relay is closing
+
+/**
+ * Relays one browser socket to its backend socket and back, after both handshakes.
+ *
+ * Only frame headers are read (RFC 6455 5.2: FIN, RSV, opcode, mask bit, length): they
+ * are all the relay needs to enforce the size and rate limits, to refuse malformed frames
+ * and to place its own ping and close frames between frames. Payloads pass through
+ * untouched: never unmasked, copied or re-framed. The browser's frames reach the backend
+ * still masked with the browser's own key, which RFC 6455 5.3 allows a client's frames to
+ * be (the BFF is the backend's client). A run of whole frames that arrived in one TCP read
+ * is written on with one write. Only control frames (at most 125 bytes) and fragmented
+ * messages (at most WS_MAX_MESSAGE_BYTES) are held before they go on, so that nothing of a
+ * message over the limit is ever forwarded.
+ *
+ * Text payloads are not checked for UTF-8 here: the receiving endpoint must check them
+ * itself (RFC 6455 8.1), and a backend that closes with 1007 has its code passed through.
  */
 export class Relay implements LiveConnection {
-  private tokens: number;
-  private refilledAt: number;
-  private clientAlive = true;
-  private backendAlive = true;
-  private closed = false;
-  private readonly burst: number;
-  /** True while the backend is not read because the browser reads slowly (tests, metrics). */
-  backendPaused = false;
-  /** True while the browser is not read because the backend reads slowly. */
-  clientPaused = false;
+  readonly sessionId: string;
+  readonly accountId: string;
   readonly ended: Promise<void>;
   /** When the browser last sent a message (ms, the injected clock); 0 before the first. */
   lastMessageAt = 0;
+  readonly limits: RelayLimits;
+  private readonly browser: Side;
+  private readonly backend: Side;
+  private readonly clock: Clock;
+  private readonly audit: AuditLog;
+  private readonly onClosed: (relay: Relay) => void;
+  private readonly burst: number;
+  private tokens: number;
+  private refilledAt: number;
+  private closeTimer: NodeJS.Timeout | null = null;
+  private retired = false;
+  /** The close code the browser sent or was sent, and why: the one audit event. */
+  private outcome: { code: number; reason: string } | null = null;
+  private resolveEnded: () => void = () => undefined;
+  private socketsOpen = 2;
 
-  constructor(
-    private readonly client: WebSocket,
-    private readonly backend: WebSocket,
-    readonly sessionId: string,
-    readonly accountId: string,
-    private readonly limits: RelayLimits,
-    private readonly clock: Clock,
-    private readonly audit: AuditLog,
-    private readonly onClosed: (relay: Relay) => void,
-  ) {
-    this.burst = limits.messagesPerSecond * 2;
+  constructor(deps: RelayDeps) {
+    this.sessionId = deps.sessionId;
+    this.accountId = deps.accountId;
+    this.limits = deps.limits;
+    this.clock = deps.clock;
+    this.audit = deps.audit;
+    this.onClosed = deps.onClosed;
+    this.burst = deps.limits.messagesPerSecond * 2;
     this.tokens = this.burst;
-    this.refilledAt = clock.now();
-    this.ended = Promise.all([closed(client), closed(backend)]).then(() => undefined);
-
-    // Bound once per socket, so relaying a message allocates no closure.
-    const afterSendToBackend = (): void => this.resumeClient();
-    const afterSendToClient = (): void => this.resumeBackend();
-
-    // `binaryType` is ws's default "nodebuffer", so `data` is always one Buffer.
-    client.on("message", (data: RawData, isBinary: boolean) => {
-      if (!this.takeToken()) {
-        this.audit.write("ratelimit.hit", { sessionId, reason: "ws messages" });
-        this.close(POLICY_VIOLATION, "message rate limit");
-        return;
-      }
-      backend.send(data, isBinary ? AS_BINARY : AS_TEXT, afterSendToBackend);
-      if (!this.clientPaused && backend.bufferedAmount > limits.highWaterBytes) {
-        this.clientPaused = true;
-        client.pause();
-      }
+    this.refilledAt = deps.clock.now();
+    this.ended = new Promise((resolve) => {
+      this.resolveEnded = resolve;
     });
-    backend.on("message", (data: RawData, isBinary: boolean) => {
-      client.send(data, isBinary ? AS_BINARY : AS_TEXT, afterSendToClient);
-      if (!this.backendPaused && client.bufferedAmount > limits.highWaterBytes) {
-        this.backendPaused = true;
-        backend.pause();
-      }
-    });
-    client.on("pong", () => {
-      this.clientAlive = true;
-    });
-    backend.on("pong", () => {
-      this.backendAlive = true;
-    });
-    // A malformed frame (bad opcode, RSV bits, invalid UTF-8, oversize) makes `ws` emit
-    // 'error' and close that socket with the right code; it never reaches the process.
-    client.on("error", () => undefined);
-    backend.on("error", () => undefined);
-    client.on("close", (code: number, reason: Buffer) => {
-      this.finish();
-      if (isOpen(backend)) {
-        backend.close(isSendable(code) ? code : NORMAL_CLOSURE, truncateReason(reason.toString()));
-      }
-      this.audit.write("ws.closed", { sessionId, code, reason: "client closed" });
-    });
-    backend.on("close", (code: number, reason: Buffer) => {
-      this.finish();
-      if (isOpen(client)) {
-        const [passCode, passReason] = closeForClient(code, reason.toString());
-        client.close(passCode, passReason);
-      }
-    });
-  }
-
-  close(code: number, reason: string): void {
-    if (isOpen(this.client)) this.client.close(code, reason);
-    // The backend learns that the session ended or the BFF is going away; for our own
-    // policy closes (1008, 1009) it sees an ordinary end of the player's connection.
-    if (isOpen(this.backend)) this.backend.close(code === SESSION_ENDED || code === GOING_AWAY ? code : NORMAL_CLOSURE, reason);
-    this.finish();
-  }
-
-  /** Drops both sockets without a closing handshake (a peer that never answered our close). */
-  terminate(): void {
-    this.client.terminate();
-    this.backend.terminate();
-    this.finish();
+    this.browser = new Side(this, deps.browser, "browser");
+    this.backend = new Side(this, deps.backend, "backend");
+    this.browser.peer = this.backend;
+    this.backend.peer = this.browser;
   }
 
   /**
-   * One tick of the RFC 6455 5.5.2 heartbeat: a side that did not answer the previous ping
-   * is terminated. A side we paused for backpressure is not judged: its pong sits unread
-   * behind the data we chose not to read, and the other side's heartbeat covers the stall.
+   * Starts relaying, beginning with the bytes each side sent right after its handshake
+   * (the backend may speak first: a welcome message in the same segment as its 101).
+   * Called once the relay is registered, so even a close in those bytes unregisters it.
    */
-  heartbeat(): void {
-    if (!this.clientAlive && !this.clientPaused) {
-      this.client.terminate();
-      return;
-    }
-    if (!this.backendAlive && !this.backendPaused) {
-      this.backend.terminate();
-      return;
-    }
-    this.clientAlive = false;
-    this.backendAlive = false;
-    if (isOpen(this.client)) this.client.ping();
-    if (isOpen(this.backend)) this.backend.ping();
+  start(heads: { browser: Buffer; backend: Buffer }): void {
+    if (heads.backend.length > 0) this.backend.read(heads.backend);
+    if (heads.browser.length > 0) this.browser.read(heads.browser);
+    this.backend.start();
+    this.browser.start();
   }
 
-  /** Bytes waiting to be written towards the browser (bounded by the high-water mark + one message). */
+  /** True while the backend is not read because the browser reads slowly (tests, metrics). */
+  get backendPaused(): boolean {
+    return this.backend.paused;
+  }
+
+  /** True while the browser is not read because the backend reads slowly. */
+  get clientPaused(): boolean {
+    return this.browser.paused;
+  }
+
+  /** Bytes waiting to be written towards the browser (bounded by the high-water mark + one read). */
   get bufferedToClient(): number {
-    return this.client.bufferedAmount;
+    return this.browser.socket.writableLength;
   }
 
   /** Bytes waiting to be written towards the backend. */
   get bufferedToBackend(): number {
-    return this.backend.bufferedAmount;
+    return this.backend.socket.writableLength;
   }
 
-  private resumeClient(): void {
-    if (this.clientPaused && this.backend.bufferedAmount < this.limits.lowWaterBytes) {
-      this.clientPaused = false;
-      this.client.resume();
+  /**
+   * Closes both sides: the browser with `code`; the backend with it too when the session
+   * ended or the BFF is going away, and with an ordinary 1000 for our own policy closes
+   * (1008, 1009), which are the player's business, not the game's.
+   */
+  close(code: number, reason: string): void {
+    this.record(code, reason);
+    this.sendClose(this.browser, code, reason);
+    this.sendClose(this.backend, code === SESSION_ENDED || code === GOING_AWAY ? code : NORMAL_CLOSURE, reason);
+  }
+
+  /** Drops both sockets without a closing handshake (a peer that never answered our close). */
+  terminate(): void {
+    this.browser.socket.destroy();
+    this.backend.socket.destroy();
+  }
+
+  /**
+   * One tick of the RFC 6455 5.5.2 heartbeat: a side that did not answer the previous ping
+   * is dropped. A side we paused for backpressure is not judged: its pong sits unread
+   * behind the data we chose not to read, and the other side's heartbeat covers the stall.
+   */
+  heartbeat(): void {
+    for (const side of [this.browser, this.backend]) {
+      if (!side.alive && !side.paused && !side.closeSent) {
+        this.record(ABNORMAL_CLOSURE, `${side.role} missed a pong`);
+        side.socket.destroy();
+        return;
+      }
+    }
+    for (const side of [this.browser, this.backend]) {
+      if (side.closeSent) continue;
+      side.alive = false;
+      side.send(side.role === "browser" ? PING_TO_BROWSER : controlFrame(PING, PING_PAYLOAD, { mask: true }));
     }
   }
 
-  private resumeBackend(): void {
-    if (this.backendPaused && this.client.bufferedAmount < this.limits.lowWaterBytes) {
-      this.backendPaused = false;
-      this.backend.resume();
-    }
-  }
-
-  private takeToken(): boolean {
+  /** Takes one message from the browser's bucket; false when the rate and burst are spent. */
+  takeToken(): boolean {
     const now = this.clock.now();
     this.lastMessageAt = now;
     if (now > this.refilledAt) {
@@ -182,44 +201,366 @@ export class Relay implements LiveConnection {
     return true;
   }
 
-  private finish(): void {
-    if (this.closed) return;
-    this.closed = true;
+  /** `side` sent something it must not: a malformed frame, a message too big, too many messages. */
+  refuse(side: Side, code: number): void {
+    if (code === POLICY_VIOLATION) {
+      this.audit.write("ratelimit.hit", { sessionId: this.sessionId, reason: "ws messages" });
+      this.close(POLICY_VIOLATION, "message rate limit");
+      return;
+    }
+    const reason = code === MESSAGE_TOO_BIG ? "message too big" : "malformed frame";
+    // The offender learns why; the other side hears of an ordinary end (backend → browser:
+    // the backend failed, so the browser reconnects with backoff).
+    const peerCode = side.role === "backend" ? BACKEND_UNAVAILABLE : NORMAL_CLOSURE;
+    this.record(side.role === "browser" ? code : peerCode, `${side.role} sent a ${reason}`);
+    if (code !== MESSAGE_TOO_BIG) {
+      // RFC 6455 7.1.7: after a protocol error the connection is failed, not closed
+      // politely: nothing more is read from that side, and it is not waited for.
+      side.closeReceived = true;
+    }
+    this.sendClose(side, code, reason);
+    this.sendClose(side.peer, peerCode, side.role === "backend" ? "backend unavailable" : "");
+  }
+
+  /**
+   * `side` sent a close frame. Its peer is told (with the code mapped, see
+   * {@link closeForClient}); when the peer answers, that answer goes back to `side`: the
+   * closing handshake of RFC 6455 7.1.2 runs end to end through the relay.
+   */
+  closeReceived(side: Side, code: number, reason: string): void {
+    side.closeReceived = true;
+    if (side.role === "browser") this.record(code, "browser closed");
+    const peer = side.peer;
+    if (!peer.closeSent) {
+      const [peerCode, peerReason] = side.role === "browser" ? closeForBackend(code, reason) : closeForClient(code, reason);
+      if (peer.role === "browser") this.record(peerCode, "backend closed");
+      this.sendClose(peer, peerCode, peerReason);
+    } else if (!side.closeSent) {
+      // The peer closed first and `side` answers: pass the peer's own code back.
+      const [answer, answerReason] = side.role === "browser" ? closeForClient(peer.receivedCode, peer.receivedReason) : closeForBackend(peer.receivedCode, peer.receivedReason);
+      this.sendClose(side, answer, answerReason);
+    }
+    side.receivedCode = code;
+    side.receivedReason = reason;
+    side.endIfDone();
+  }
+
+  /** `side`'s TCP connection closed. */
+  gone(side: Side): void {
+    side.gone = true;
+    this.socketsOpen -= 1;
+    if (side.role === "browser") this.record(side.closeReceived ? side.receivedCode : ABNORMAL_CLOSURE, "browser left");
+    const peer = side.peer;
+    if (this.socketsOpen === 0) {
+      this.finish();
+      return;
+    }
+    if (side.midFrame) {
+      // The peer has part of a frame and no close frame can follow it: hang up on it.
+      peer.socket.destroy();
+      return;
+    }
+    if (side.role === "backend") this.record(BACKEND_UNAVAILABLE, "backend left");
+    // A backend that closed without a close frame gets 1014 sent to the browser (reconnect
+    // with backoff); a browser that vanished gets the backend an ordinary 1000.
+    if (side.role === "backend") this.sendClose(peer, BACKEND_UNAVAILABLE, "backend unavailable");
+    else this.sendClose(peer, NORMAL_CLOSURE, "");
+    peer.endIfDone();
+  }
+
+  /** Writes a close frame to `side`, once; from then on nothing else goes to it. */
+  private sendClose(side: Side, code: number, reason: string): void {
+    if (side.closeSent || side.gone) return;
+    side.closeSent = true;
+    side.send(closeFrame(code, reason, { mask: side.role === "backend" }));
+    this.retire();
+    if (this.closeTimer === null) {
+      this.closeTimer = setTimeout(() => this.terminate(), CLOSE_TIMEOUT_MS);
+      this.closeTimer.unref();
+    }
+    side.endIfDone();
+  }
+
+  /** The relay is closing: it leaves the registry at once, so it no longer counts as a live socket. */
+  private retire(): void {
+    if (this.retired) return;
+    this.retired = true;
     this.onClosed(this);
+  }
+
+  /** Keeps the first close of the browser's connection for the audit log. */
+  private record(code: number, reason: string): void {
+    if (this.outcome === null) this.outcome = { code, reason };
+  }
+
+  private finish(): void {
+    if (this.closeTimer !== null) clearTimeout(this.closeTimer);
+    this.retire();
+    const { code, reason } = this.outcome ?? { code: ABNORMAL_CLOSURE, reason: "closed" };
+    this.audit.write("ws.closed", { sessionId: this.sessionId, code, reason });
+    this.resolveEnded();
   }
 }
 
 /**
- * What the browser is told when the backend's socket ends: the backend's own code and
- * reason when it sent one it may send (RFC 6455 7.4.1); 1000 for a close frame without a
- * code (1005); and 1014 for an abnormal end (1006: no close frame at all), which tells the
- * client to reconnect with a new ticket and backoff.
+ * One side of a relay, the browser or the backend: reads the frames it sends, header by
+ * header, and writes them on to its peer. It also takes the frames the relay writes to it
+ * (pings and close frames), holding them while the peer's frame in flight is unfinished.
+ */
+class Side {
+  peer!: Side;
+  /** Frames from the browser are masked (RFC 6455 5.1); the backend's are not. */
+  private readonly incomingMasked: boolean;
+  // The frame being read.
+  private tail: Buffer | null = null;
+  private remaining = 0;
+  private mode = FORWARD;
+  private inMessage = false;
+  private messageBytes = 0;
+  private held: Buffer[] = [];
+  private runStart = -1;
+  /** Frames of the relay's own, waiting for the peer's frame in flight to end. */
+  private outbox: Buffer[] = [];
+  /** Answered the last ping (or was never pinged). */
+  alive = true;
+  /** Not read, because the peer has more than the high-water mark waiting to be written. */
+  paused = false;
+  closeSent = false;
+  closeReceived = false;
+  receivedCode = NO_STATUS_RECEIVED;
+  receivedReason = "";
+  gone = false;
+
+  constructor(
+    private readonly relay: Relay,
+    readonly socket: Socket,
+    readonly role: "browser" | "backend",
+  ) {
+    this.incomingMasked = role === "browser";
+  }
+
+  start(): void {
+    const { socket } = this;
+    // A game message must not wait for Nagle's algorithm; an open game socket has no idle timeout.
+    socket.setNoDelay(true);
+    socket.setTimeout(0);
+    socket.on("data", (chunk: Buffer) => this.read(chunk));
+    // Our buffer towards this side emptied: its peer may be read again.
+    socket.on("drain", () => this.peer.resume());
+    // Node's HTTP server makes its sockets allowHalfOpen: a browser's FIN would leave an
+    // upgraded socket half open forever. End ours too; 'close' follows, and we act on that.
+    socket.on("end", () => socket.end());
+    // A reset or a write after the peer left: 'close' follows, which is what we act on.
+    socket.on("error", () => undefined);
+    socket.on("close", () => this.relay.gone(this));
+    socket.resume();
+  }
+
+  /** True while the peer has part of one of our frames and nothing may be placed before its end. */
+  get midFrame(): boolean {
+    return this.mode === FORWARD && this.remaining > 0;
+  }
+
+  /** A frame of the relay's own to this side, at the next frame boundary. */
+  send(frame: Buffer): void {
+    if (this.peer.midFrame) this.outbox.push(frame);
+    else this.write(frame);
+  }
+
+  /** Ends the TCP connection once both close frames have passed (RFC 6455 7.1.1: the server closes first). */
+  endIfDone(): void {
+    if (this.closeSent && this.closeReceived && this.outbox.length === 0 && !this.gone) this.socket.end();
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.socket.resume();
+  }
+
+  read(data: Buffer): void {
+    // After its close frame (or a protocol error) nothing more from this side matters.
+    if (this.closeReceived) return;
+    // A header or a control frame split across two reads is joined to the next one: at
+    // most 14 + 125 bytes, and rare.
+    let chunk = data;
+    if (this.tail !== null) {
+      chunk = Buffer.concat([this.tail, data]);
+      this.tail = null;
+    }
+    const end = chunk.length;
+    let at = 0;
+    this.runStart = -1;
+    // A close frame ends the loop too: what follows it in the same read is ignored.
+    while (at < end && !this.closeReceived) {
+      if (this.remaining > 0) {
+        const n = Math.min(this.remaining, end - at);
+        if (this.mode === FORWARD) {
+          if (this.runStart === -1) this.runStart = at;
+        } else if (this.mode === HOLD) {
+          this.held.push(chunk.subarray(at, at + n));
+        }
+        at += n;
+        this.remaining -= n;
+        if (this.remaining === 0) this.frameEnded(chunk, at);
+        continue;
+      }
+      const consumed = this.frame(chunk, at);
+      if (consumed === 0) {
+        this.tail = chunk.subarray(at);
+        break;
+      }
+      if (consumed < 0) {
+        this.flushRun(chunk, at);
+        this.relay.refuse(this, -consumed);
+        return;
+      }
+      at += consumed;
+    }
+    this.flushRun(chunk, at);
+    if (!this.paused && this.peer.socket.writableLength > this.relay.limits.highWaterBytes) {
+      this.paused = true;
+      this.socket.pause();
+    }
+  }
+
+  /**
+   * Reads the frame that starts at `at`: its whole header, and a control frame whole.
+   * Returns the bytes consumed, 0 when more must arrive first, or a close code, negated,
+   * when the frame is malformed and the connection must be failed.
+   */
+  private frame(chunk: Buffer, at: number): number {
+    const available = chunk.length - at;
+    if (available < 2) return 0;
+    const b0 = chunk[at] ?? 0;
+    const b1 = chunk[at + 1] ?? 0;
+    const fin = (b0 & 0x80) !== 0;
+    const opcode = b0 & 0x0f;
+    const masked = (b1 & 0x80) !== 0;
+    let length = b1 & 0x7f;
+    let headerLength = 2;
+    if (length === 126) {
+      if (available < 4) return 0;
+      length = chunk.readUInt16BE(at + 2);
+      headerLength = 4;
+    } else if (length === 127) {
+      if (available < 10) return 0;
+      // Only compared with the limit, so a length past 2^53 may lose precision harmlessly.
+      length = chunk.readUInt32BE(at + 2) * 2 ** 32 + chunk.readUInt32BE(at + 6);
+      headerLength = 10;
+    }
+    if (masked) headerLength += 4;
+    if (available < headerLength) return 0;
+    // RFC 6455 5.2: no extension is negotiated, so RSV bits must be 0; 5.1: a client
+    // masks every frame and a server none.
+    if ((b0 & 0x70) !== 0 || masked !== this.incomingMasked) return -PROTOCOL_ERROR;
+
+    if (opcode >= CLOSE) {
+      if (opcode > PONG || !fin || length > MAX_CONTROL_PAYLOAD) return -PROTOCOL_ERROR;
+      if (available < headerLength + length) return 0;
+      this.flushRun(chunk, at);
+      return this.control(opcode, chunk.subarray(at, at + headerLength + length), headerLength, length);
+    }
+
+    // RFC 6455 5.4: a continuation only inside a fragmented message, a new message only outside one.
+    if (opcode === CONTINUATION ? !this.inMessage : opcode > BINARY || this.inMessage) return -PROTOCOL_ERROR;
+    this.inMessage = !fin;
+    this.messageBytes = opcode === CONTINUATION ? this.messageBytes + length : length;
+    if (!this.peer.closeSent) {
+      // Refused here, before a byte of the message is written on: the relay closes, and
+      // the payload below is read past (DISCARD) so the side's close answer can be found.
+      const refusal =
+        this.messageBytes > this.relay.limits.maxMessageBytes
+          ? MESSAGE_TOO_BIG
+          : opcode !== CONTINUATION && this.role === "browser" && !this.relay.takeToken()
+            ? POLICY_VIOLATION
+            : 0;
+      if (refusal !== 0) {
+        this.flushRun(chunk, at);
+        this.relay.refuse(this, refusal);
+      }
+    }
+    if (this.peer.closeSent) {
+      // RFC 6455 5.5.1: no data after a close frame; the relay is closing, and drops it.
+      this.mode = DISCARD;
+      this.held.length = 0;
+    } else if (fin && opcode !== CONTINUATION) {
+      this.mode = FORWARD;
+      if (this.runStart === -1) this.runStart = at;
+    } else {
+      this.mode = HOLD;
+      this.held.push(chunk.subarray(at, at + headerLength));
+    }
+    this.remaining = length;
+    if (length === 0) this.frameEnded(chunk, at + headerLength);
+    return headerLength;
+  }
+
+  /** A control frame, whole (RFC 6455 5.5). Returns its size, or a close code, negated. */
+  private control(opcode: number, frame: Buffer, headerLength: number, length: number): number {
+    const masked = this.incomingMasked;
+    if (opcode === CLOSE) {
+      const close = readClose(payloadOf(frame, headerLength, length, masked));
+      if (close === null) return -PROTOCOL_ERROR;
+      this.relay.closeReceived(this, close.code, close.reason);
+      return frame.length;
+    }
+    if (opcode === PONG) {
+      this.alive = true;
+      // The answer to our own ping ends here; any other pong is the peer's business.
+      if (length === PING_PAYLOAD.length && payloadOf(frame, headerLength, length, masked).equals(PING_PAYLOAD)) return frame.length;
+    }
+    // Pings, and pongs to the peer's pings, pass through as they came (still masked
+    // towards the backend, unmasked towards the browser).
+    if (!this.peer.closeSent) this.peer.send(frame);
+    return frame.length;
+  }
+
+  /** The frame being read is complete: release a completed fragmented message and any frames of ours. */
+  private frameEnded(chunk: Buffer, at: number): void {
+    if (this.mode === HOLD && !this.inMessage) {
+      this.flushRun(chunk, at);
+      this.peer.write(Buffer.concat(this.held));
+      this.held = [];
+    }
+    if (this.peer.outbox.length > 0) {
+      this.flushRun(chunk, at);
+      this.peer.flushOutbox();
+    }
+  }
+
+  /** Writes on the bytes of whole frames read since `runStart`, in one write. */
+  private flushRun(chunk: Buffer, to: number): void {
+    const from = this.runStart;
+    if (from === -1) return;
+    this.runStart = -1;
+    if (to > from) this.peer.write(from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to));
+  }
+
+  private flushOutbox(): void {
+    const frames = this.outbox;
+    this.outbox = [];
+    for (const frame of frames) this.write(frame);
+    this.endIfDone();
+  }
+
+  private write(bytes: Buffer): void {
+    if (!this.gone && this.socket.writable) this.socket.write(bytes);
+  }
+}
+
+/**
+ * What the browser is told when the backend closes: its own code and reason when it is
+ * one an endpoint may pass on (RFC 6455 7.4.1); 1000 for a close frame without a code
+ * (1005 may not be sent); 1014 otherwise, which tells the client to reconnect with backoff.
  */
 function closeForClient(code: number, reason: string): [number, string] {
-  if (isSendable(code)) return [code, truncateReason(reason)];
+  if (isPassable(code)) return [code, reason];
   if (code === NO_STATUS_RECEIVED) return [NORMAL_CLOSURE, ""];
   return [BACKEND_UNAVAILABLE, "backend unavailable"];
 }
 
-function closed(socket: WebSocket): Promise<void> {
-  return socket.readyState === 3 ? Promise.resolve() : new Promise((resolve) => socket.once("close", () => resolve()));
-}
-
-function isOpen(socket: WebSocket): boolean {
-  return socket.readyState === 1;
-}
-
-/** Codes an endpoint may put in a close frame (RFC 6455 7.4.1, 7.4.2). */
-function isSendable(code: number): boolean {
-  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014 && code !== 1010) || (code >= 3000 && code <= 4999);
-}
-
-/** A close reason is at most 123 bytes (RFC 6455 5.5: 125 minus the code), cut on a character boundary. */
-function truncateReason(reason: string): string {
-  const bytes = Buffer.from(reason, "utf8");
-  if (bytes.length <= 123) return reason;
-  let end = 123;
-  // Step back over UTF-8 continuation bytes (10xxxxxx) so no character is split.
-  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end -= 1;
-  return bytes.subarray(0, end).toString("utf8");
+/** What the backend is told when the browser closes: its code when passable, else 1000. */
+function closeForBackend(code: number, reason: string): [number, string] {
+  return isPassable(code) ? [code, reason] : [NORMAL_CLOSURE, ""];
 }

@@ -1,0 +1,98 @@
+import { randomBytes } from "node:crypto";
+import { request as httpRequest, type IncomingMessage } from "node:http";
+import { request as httpsRequest } from "node:https";
+import { Socket } from "node:net";
+import { acceptKey } from "./frames";
+
+export interface BackendHandshakeOptions {
+  /** `http(s)://…/ws` of the game backend. */
+  url: string;
+  /** The one subprotocol offered, and required in the answer. */
+  protocol: string;
+  /** The `Authorization` header: the BFF's identity assertion. */
+  authorization: string;
+  timeoutMs: number;
+}
+
+export interface BackendHandshakeEvents {
+  /** The backend answered 101 as RFC 6455 4.1 requires; `head` holds any frames it sent right after. */
+  open(socket: Socket, head: Buffer): void;
+  /** The backend refused, failed or timed out; the attempt is already torn down. */
+  fail(reason: string): void;
+}
+
+/**
+ * Opens the backend's WebSocket as a client (RFC 6455 4.1) and hands over the raw socket,
+ * so that the relay can pass frames through without parsing them. Exactly one event fires,
+ * unless the returned abort function is called first, after which none does. A redirect or
+ * any other non-101 answer is a failure, never followed (fail closed).
+ */
+export function openBackendSocket(options: BackendHandshakeOptions, events: BackendHandshakeEvents): () => void {
+  // RFC 6455 4.1: a random 16-byte nonce, base64-encoded. It only proves the answer is a
+  // WebSocket server's; it protects nothing secret.
+  const key = randomBytes(16).toString("base64");
+  const url = new URL(options.url);
+  const request = (url.protocol === "https:" ? httpsRequest : httpRequest)(url, {
+    method: "GET",
+    // A fresh connection of its own: an upgraded socket never returns to a pool.
+    agent: false,
+    headers: {
+      Connection: "Upgrade",
+      Upgrade: "websocket",
+      "Sec-WebSocket-Version": "13",
+      "Sec-WebSocket-Key": key,
+      "Sec-WebSocket-Protocol": options.protocol,
+      Authorization: options.authorization,
+    },
+  });
+  let settled = false;
+  const settle = (): boolean => {
+    if (settled) return false;
+    settled = true;
+    clearTimeout(timer);
+    return true;
+  };
+  const fail = (reason: string): void => {
+    if (!settle()) return;
+    request.destroy();
+    events.fail(reason);
+  };
+  const timer = setTimeout(() => fail("backend handshake timed out"), options.timeoutMs);
+  timer.unref();
+
+  request.on("error", () => fail("backend unreachable"));
+  request.on("response", (response) => {
+    response.resume();
+    fail(`backend answered ${response.statusCode ?? "?"}`);
+  });
+  request.on("upgrade", (response, socket, head) => {
+    const problem = handshakeProblem(response, key, options.protocol);
+    if (settled || problem !== null || !(socket instanceof Socket)) {
+      socket.destroy();
+      fail(problem ?? "backend handshake abandoned");
+      return;
+    }
+    settle();
+    events.open(socket, head);
+  });
+  request.end();
+
+  return function abort() {
+    if (settle()) request.destroy();
+  };
+}
+
+/** What is wrong with a 101 answer (RFC 6455 4.1, the client's checks), or null. */
+function handshakeProblem(response: IncomingMessage, key: string, protocol: string): string | null {
+  const header = (name: string): string | undefined => {
+    const value = response.headers[name];
+    return Array.isArray(value) ? value[0] : value;
+  };
+  if (response.statusCode !== 101) return `backend answered ${response.statusCode ?? "?"}`;
+  if (header("upgrade")?.toLowerCase() !== "websocket") return "backend upgraded to something else";
+  if (header("sec-websocket-accept") !== acceptKey(key)) return "backend sent a wrong Sec-WebSocket-Accept";
+  if (header("sec-websocket-protocol") !== protocol) return "backend chose another subprotocol";
+  // None was offered, so none may be in force: the relay reads RSV bits as errors.
+  if (header("sec-websocket-extensions") !== undefined) return "backend chose an extension";
+  return null;
+}
