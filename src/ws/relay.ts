@@ -146,6 +146,11 @@ export class Relay implements LiveConnection {
     return this.browser.socket.writableLength;
   }
 
+  /** Bytes read from the browser's socket so far, its upgrade request included (tests, metrics). */
+  get bytesFromClient(): number {
+    return this.browser.socket.bytesRead;
+  }
+
   /** Bytes waiting to be written towards the backend. */
   get bufferedToBackend(): number {
     return this.backend.socket.writableLength;
@@ -480,16 +485,21 @@ class Side {
         this.relay.refuse(this, refusal);
       }
     }
-    if (this.peer.closeSent) {
-      // RFC 6455 5.5.1: no data after a close frame; the relay is closing, and drops it.
-      this.mode = DISCARD;
-      this.held.length = 0;
-    } else if (fin && opcode !== CONTINUATION) {
+    if (!this.peer.closeSent && fin && opcode !== CONTINUATION) {
+      // The common case, a message in one frame: it joins the run written on in one go.
       this.mode = FORWARD;
       if (this.runStart === -1) this.runStart = at;
     } else {
-      this.mode = HOLD;
-      this.held.push(chunk.subarray(at, at + headerLength));
+      // Anything else ends the run here, so none of its bytes ride along with it.
+      this.flushRun(chunk, at);
+      if (this.peer.closeSent) {
+        // RFC 6455 5.5.1: no data after a close frame; the relay is closing, and drops it.
+        this.mode = DISCARD;
+        this.held.length = 0;
+      } else {
+        this.mode = HOLD;
+        this.held.push(chunk.subarray(at, at + headerLength));
+      }
     }
     this.remaining = length;
     if (length === 0) this.frameEnded(chunk, at + headerLength);

@@ -4,18 +4,7 @@ import { sanitizeReturnTo } from "../../src/auth/return-to";
 import { clientIP } from "../../src/http/client-ip";
 import { parseUpstreams, resolveUpstream } from "../../src/proxy/upstreams";
 import { startHarness } from "../fixtures/harness";
-
-/** Mulberry32: a small seeded PRNG, so a failing case can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { FUZZ_SEED, prng } from "../fixtures/prng";
 
 const ALPHABET = ["a", "z", "2", "7", ".", "/", "\\", "%", "2f", "2e", "5c", ";", "=", " ", "\t", "\r", "\n", "\u0000", "é", "😀", "..", "//", "http:", "@", ":", "?", "#", "__Host-Http-session", "\u202e"];
 
@@ -28,7 +17,7 @@ function randomString(next: () => number, maxLength: number): string {
   return out;
 }
 
-const SEED = Number(process.env.FUZZ_SEED ?? 20261122);
+const SEED = FUZZ_SEED;
 const CASES = 3000;
 
 describe(`seeded fuzzing (seed ${SEED}, ${CASES} cases each; FUZZ_SEED replays)`, () => {

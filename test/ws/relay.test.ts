@@ -3,7 +3,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRecordingBackend, type RecordingBackend } from "../fixtures/backend";
 import { until } from "../fixtures/wait";
 import { startHarness, type Harness } from "../fixtures/harness";
-import { closeOf, mintTicket, nextMessage, openSocket, upgradeLines } from "../fixtures/ws-client";
+import { FUZZ_SEED, prng } from "../fixtures/prng";
+import { startRawBackend, type RawBackend } from "../fixtures/raw-backend";
+import { OP, closePayload, decodeFrames, encodeFrame, type DecodedFrame } from "../fixtures/raw-frames";
+import { closeOf, inbox, mintTicket, nextMessage, openSocket, upgradeLines } from "../fixtures/ws-client";
 import type { Relay } from "../../src/ws/relay";
 
 function relayOf(h: Harness, token: string): Relay {
@@ -53,6 +56,27 @@ function rawCloseCode(socket: Socket): Promise<number> {
     socket.resume();
   });
 }
+
+/** Everything the BFF writes to a raw browser socket, decoded as it arrives. */
+function received(socket: Socket): { frames: DecodedFrame[]; closed: Promise<void> } {
+  const out = { frames: [] as DecodedFrame[], closed: new Promise<void>((resolve) => socket.once("close", () => resolve())) };
+  let pending = Buffer.alloc(0);
+  socket.on("data", (chunk: Buffer) => {
+    pending = Buffer.concat([pending, chunk]);
+    const { frames, used } = decodeFrames(pending);
+    pending = pending.subarray(used);
+    out.frames.push(...frames);
+  });
+  socket.on("error", () => undefined);
+  socket.resume();
+  return out;
+}
+
+function closeCodeOf(frames: DecodedFrame[]): number | undefined {
+  return frames.find((f) => f.opcode === OP.close)?.payload.readUInt16BE(0);
+}
+
+const tick = (ms = 5): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Sends `chunk` from the backend side until `done()` holds (bounded: at most 64 MiB). */
 async function floodUntil(server: { send(data: Buffer, options: { binary: boolean }): void } | undefined, chunk: Buffer, done: () => boolean): Promise<void> {
@@ -173,7 +197,9 @@ describe("the relay (SECURITY.md E24–E28)", () => {
     b.ws.close();
   });
 
-  it("closes a socket whose text frame is not UTF-8 with 1007, forwarding nothing", async () => {
+  // The relay reads headers only; the backend, as an endpoint, checks UTF-8 (RFC 6455 8.1)
+  // and its 1007 reaches the browser. No game code ever sees the message.
+  it("closes a socket whose text frame is not UTF-8 with the backend's 1007; the game receives nothing", async () => {
     const { token } = await h.login("bad-utf8");
     const raw = await rawSocket(h, token, await mintTicket(h, token));
     const received = backend.received.length;
@@ -218,5 +244,271 @@ describe("the relay (SECURITY.md E24–E28)", () => {
     socket.write(Buffer.from([0x82, 0xfe, 0x10])); // a binary frame header cut off mid-length
     socket.destroy();
     expect((await fetch(`${h.origin}/healthz`)).status).toBe(200);
+  });
+
+  it("relays a fragmented message whole, and a ping between its fragments both ways", async () => {
+    const { token } = await h.login("fragments");
+    const raw = await rawSocket(h, token, await mintTicket(h, token));
+    const out = received(raw);
+    const before = backend.received.length;
+    raw.write(encodeFrame(OP.text, "hel", { masked: true, fin: false }));
+    raw.write(encodeFrame(OP.ping, "between", { masked: true }));
+    raw.write(encodeFrame(OP.continuation, "lo", { masked: true }));
+    await until(() => out.frames.some((f) => f.opcode === OP.text), "the echo");
+    expect(backend.received.slice(before)).toEqual([{ data: Buffer.from("hello"), isBinary: false }]);
+    // The backend's own pong to the browser's ping came back through the relay, unmasked.
+    expect(out.frames.find((f) => f.opcode === OP.pong)).toMatchObject({ masked: false, payload: Buffer.from("between") });
+    expect(out.frames.find((f) => f.opcode === OP.text)?.payload.toString()).toBe("hello");
+    raw.destroy();
+  });
+
+  it("closes with 1009 a fragmented message whose fragments fit but whose total does not, forwarding none of it", async () => {
+    const { token } = await h.login("fragments-too-big");
+    const raw = await rawSocket(h, token, await mintTicket(h, token));
+    const out = received(raw);
+    const before = backend.received.length;
+    raw.write(encodeFrame(OP.binary, Buffer.alloc(600, 1), { masked: true, fin: false }));
+    raw.write(encodeFrame(OP.continuation, Buffer.alloc(600, 2), { masked: true }));
+    await out.closed;
+    expect(closeCodeOf(out.frames)).toBe(1009);
+    expect(backend.received.length).toBe(before);
+  });
+
+  it("joins a frame header split across TCP segments", async () => {
+    const { token } = await h.login("split-header");
+    const raw = await rawSocket(h, token, await mintTicket(h, token));
+    raw.setNoDelay(true);
+    const out = received(raw);
+    const frame = encodeFrame(OP.binary, Buffer.alloc(200, 9), { masked: true });
+    // 2 + 2 + 4 header bytes, one segment each, then the payload in two.
+    for (let i = 0; i < 8; i += 1) {
+      raw.write(frame.subarray(i, i + 1));
+      await tick();
+    }
+    raw.write(frame.subarray(8, 100));
+    await tick();
+    raw.write(frame.subarray(100));
+    await until(() => out.frames.length > 0, "the echo");
+    expect(out.frames[0]).toMatchObject({ opcode: OP.binary, payload: Buffer.alloc(200, 9) });
+    raw.destroy();
+  });
+
+  it("refuses an unmasked frame from the browser with 1002 (RFC 6455 5.1)", async () => {
+    const { token } = await h.login("unmasked");
+    const raw = await rawSocket(h, token, await mintTicket(h, token));
+    const out = received(raw);
+    const before = backend.received.length;
+    raw.write(encodeFrame(OP.text, "plain", { masked: false }));
+    await out.closed;
+    expect(closeCodeOf(out.frames)).toBe(1002);
+    expect(backend.received.length).toBe(before);
+  });
+
+  it("puts a session-end close frame after the frame in flight, never inside it", async () => {
+    const { token } = await h.login("mid-frame");
+    const raw = await rawSocket(h, token, await mintTicket(h, token));
+    raw.setNoDelay(true);
+    const out = received(raw);
+    const server = backend.sockets.at(-1);
+    const backendClosed = new Promise<number>((resolve) => server?.once("close", (code: number) => resolve(code)));
+    const before = backend.received.length;
+    const frame = encodeFrame(OP.binary, Buffer.alloc(1000, 5), { masked: true });
+    const relay = relayOf(h, token);
+    const read = relay.bytesFromClient;
+    raw.write(frame.subarray(0, 500));
+    await until(() => relay.bytesFromClient >= read + 500, "the first half read by the relay");
+    const [sessionId = ""] = token.split(".");
+    h.bff.registry.closeSession(sessionId, 4401, "session ended");
+    // The browser hears at once; the backend only once the frame it is reading is whole.
+    await until(() => closeCodeOf(out.frames) === 4401, "the browser's 4401");
+    raw.write(frame.subarray(500));
+    expect(await backendClosed).toBe(4401);
+    expect(backend.received.slice(before).map((m) => m.data.length)).toEqual([1000]);
+    raw.destroy();
+  });
+});
+
+describe("the relay towards the backend, byte by byte (a raw backend)", () => {
+  let backend: RawBackend;
+  let h: Harness;
+  beforeAll(async () => {
+    backend = await startRawBackend();
+    h = await startHarness({ env: { GAME_BACKEND_URL: backend.url, WS_MAX_MESSAGE_BYTES: "1024" } });
+  });
+  afterAll(async () => {
+    await h.close();
+    await backend.close();
+  });
+
+  async function connected(name: string): Promise<{ ws: import("ws").WebSocket; token: string }> {
+    const { token } = await h.login(name);
+    const ws = await openSocket(h, await mintTicket(h, token), { token });
+    return { ws, token };
+  }
+
+  it("delivers what the backend sends in the same segment as its 101", async () => {
+    backend.options = { greeting: encodeFrame(OP.text, "welcome", { masked: false }) };
+    try {
+      const { ws } = await connected("greeted");
+      await until(() => inbox(ws).length > 0, "the greeting");
+      expect(inbox(ws)[0]).toEqual({ data: Buffer.from("welcome"), isBinary: false });
+      ws.close();
+    } finally {
+      backend.options = {};
+    }
+  });
+
+  it("passes the browser's frames on still masked, payload and type untouched", async () => {
+    const { ws } = await connected("masked-through");
+    const connection = backend.connections.at(-1);
+    ws.send(Buffer.from([1, 2, 3]));
+    ws.send("text stays text");
+    await until(() => (connection?.frames.length ?? 0) >= 2, "two frames at the backend");
+    expect(connection?.frames.slice(0, 2)).toEqual([
+      { fin: true, opcode: OP.binary, masked: true, payload: Buffer.from([1, 2, 3]) },
+      { fin: true, opcode: OP.text, masked: true, payload: Buffer.from("text stays text") },
+    ]);
+    ws.close();
+  });
+
+  it("closes the browser with 1014 and the backend with 1009 when the backend sends a message over the limit", async () => {
+    const { ws } = await connected("backend-too-big");
+    const connection = backend.connections.at(-1);
+    const closed = closeOf(ws);
+    connection?.write(encodeFrame(OP.binary, Buffer.alloc(1025), { masked: false }));
+    expect((await closed).code).toBe(1014);
+    expect(inbox(ws)).toEqual([]);
+    await until(() => connection?.frames.some((f) => f.opcode === OP.close) ?? false, "the backend's close");
+    expect(connection?.frames.find((f) => f.opcode === OP.close)?.payload.readUInt16BE(0)).toBe(1009);
+  });
+
+  it("closes the browser with 1014 when the backend sends a masked frame, and the backend with 1002", async () => {
+    const { ws } = await connected("backend-masks");
+    const connection = backend.connections.at(-1);
+    const closed = closeOf(ws);
+    connection?.write(encodeFrame(OP.text, "masked by a server", { masked: true }));
+    expect((await closed).code).toBe(1014);
+    await until(() => connection?.frames.some((f) => f.opcode === OP.close) ?? false, "the backend's close");
+    expect(connection?.frames.find((f) => f.opcode === OP.close)?.payload.readUInt16BE(0)).toBe(1002);
+  });
+
+  it("keeps its own pings to itself: neither side sees the pong that answers the BFF's ping", async () => {
+    const { ws, token } = await connected("heartbeats");
+    const connection = backend.connections.at(-1);
+    const relay = relayOf(h, token);
+    const browserPongs: Buffer[] = [];
+    ws.on("ping", (payload: Buffer) => browserPongs.push(payload));
+    for (let beat = 0; beat < 3; beat += 1) {
+      relay.heartbeat();
+      await until(() => browserPongs.length > beat && (connection?.frames.filter((f) => f.opcode === OP.ping).length ?? 0) > beat, `ping ${beat + 1}`);
+    }
+    // Three rounds, and both sides answered every one: nobody was dropped.
+    expect(ws.readyState).toBe(1);
+    expect(connection?.frames.filter((f) => f.opcode === OP.ping).every((f) => f.masked)).toBe(true);
+    await tick(20);
+    expect(connection?.frames.some((f) => f.opcode === OP.pong)).toBe(false);
+    ws.close();
+  });
+
+  it("drops a backend that stops answering pings, and closes the browser with 1014", async () => {
+    backend.options = { answerPings: false };
+    try {
+      const { ws, token } = await connected("dead-backend");
+      const connection = backend.connections.at(-1);
+      const relay = relayOf(h, token);
+      const closed = closeOf(ws);
+      relay.heartbeat();
+      await until(() => connection?.frames.some((f) => f.opcode === OP.ping) ?? false, "the ping");
+      relay.heartbeat();
+      expect((await closed).code).toBe(1014);
+    } finally {
+      backend.options = {};
+    }
+  });
+
+  it("passes a browser's close frame to the backend and the backend's answer back", async () => {
+    const { ws } = await connected("handshake-through");
+    const connection = backend.connections.at(-1);
+    const closed = closeOf(ws);
+    ws.close(4321, "done");
+    await until(() => connection?.frames.some((f) => f.opcode === OP.close) ?? false, "the close at the backend");
+    expect(connection?.frames.find((f) => f.opcode === OP.close)?.payload).toEqual(closePayload(4321, "done"));
+    connection?.write(encodeFrame(OP.close, closePayload(4322, "answer"), { masked: false }));
+    // The browser's closing handshake completes with the backend's own answer (RFC 6455
+    // 7.1.5: the close code is the one in the close frame received).
+    expect(await closed).toEqual({ code: 4322, reason: "answer" });
+    // One audit event, once both connections are gone, with the code the browser sent.
+    await until(() => h.audit.named("ws.closed").some((e) => e.code === 4321), "the ws.closed event", 3000);
+  });
+});
+
+describe(`the relay's frame reader, seeded (seed ${FUZZ_SEED}; FUZZ_SEED replays)`, () => {
+  let backend: RecordingBackend;
+  let h: Harness;
+  beforeAll(async () => {
+    backend = await startRecordingBackend({ echo: false });
+    h = await startHarness({ env: { GAME_BACKEND_URL: backend.url, WS_MAX_MESSAGE_BYTES: "4096", WS_MAX_MESSAGES_PER_SECOND: "100000" } });
+  });
+  afterAll(async () => {
+    await h.close();
+    await backend.close();
+  });
+
+  it("relays 400 messages, some fragmented with pings between fragments, cut into random segments: whole and in order", async () => {
+    const next = prng(FUZZ_SEED);
+    const int = (max: number): number => Math.floor(next() * max);
+    const sent: { data: Buffer; isBinary: boolean }[] = [];
+    const frames: Buffer[] = [];
+    for (let m = 0; m < 400; m += 1) {
+      const isBinary = next() < 0.5;
+      const size = [0, 1, 125, 126, 127, 4096][int(6)] ?? 0;
+      const length = next() < 0.3 ? size : int(4097);
+      const data = isBinary ? Buffer.from(Array.from({ length }, () => int(256))) : Buffer.from("é!".repeat(length).slice(0, Math.floor(length / 2)));
+      sent.push({ data, isBinary });
+      // Fragments cut anywhere, even inside a UTF-8 character: the backend checks the whole message.
+      const pieces = next() < 0.3 ? 1 + int(4) : 1;
+      let at = 0;
+      for (let p = 0; p < pieces; p += 1) {
+        const end = p === pieces - 1 ? data.length : at + int(data.length - at + 1);
+        frames.push(encodeFrame(p === 0 ? (isBinary ? OP.binary : OP.text) : OP.continuation, data.subarray(at, end), { masked: true, fin: p === pieces - 1 }));
+        if (p < pieces - 1 && next() < 0.5) frames.push(encodeFrame(OP.ping, "x".repeat(int(126)), { masked: true }));
+        at = end;
+      }
+    }
+    const stream = Buffer.concat(frames);
+    const { token } = await h.login("seeded");
+    const raw = await rawSocket(h, token, await mintTicket(h, token));
+    raw.setNoDelay(true);
+    const out = received(raw);
+    const before = backend.received.length;
+    for (let at = 0; at < stream.length; ) {
+      const end = Math.min(stream.length, at + 1 + int(next() < 0.5 ? 16 : 9000));
+      raw.write(stream.subarray(at, end));
+      at = end;
+      if (next() < 0.2) await tick(1);
+    }
+    await until(() => backend.received.length - before === sent.length, "every message at the backend", 15_000);
+    expect(backend.received.slice(before)).toEqual(sent);
+    expect(closeCodeOf(out.frames)).toBeUndefined();
+    raw.destroy();
+  });
+
+  it("survives random bytes after the handshake: that socket closes, the process serves on", async () => {
+    const next = prng(FUZZ_SEED + 1);
+    for (let round = 0; round < 30; round += 1) {
+      const { token } = await h.login(`noise-${round}`);
+      const raw = await rawSocket(h, token, await mintTicket(h, token));
+      const out = received(raw);
+      raw.write(Buffer.from(Array.from({ length: 1 + Math.floor(next() * 300) }, () => Math.floor(next() * 256))));
+      raw.end();
+      await out.closed;
+    }
+    expect((await fetch(`${h.origin}/healthz`)).status).toBe(200);
+    const { ws } = await (async () => {
+      const { token } = await h.login("after-noise");
+      return { ws: await openSocket(h, await mintTicket(h, token), { token }) };
+    })();
+    expect(ws.readyState).toBe(1);
+    ws.close();
   });
 });
