@@ -280,6 +280,12 @@ async function main(): Promise<number> {
     if (count < requested) notes.push(`Memory at ${requested.toLocaleString("en-US")} sockets was measured with ${count.toLocaleString("en-US")}: the open-files limit (${limit.soft}) allows no more through a proxy.`);
   }
   const memoryRows = steps.map(({ count }) => row(`RSS per idle proxied connection (KiB), ${count.toLocaleString("en-US")} open`, "lower", { noDirect: true }));
+  // The first step also pays for one-off growth (heap and allocator pages that a burst of
+  // handshakes needs and RSS keeps); the slope between steps is what one more idle
+  // connection costs.
+  const marginalRows = steps.slice(1).map(({ count }, index) =>
+    row(`RSS per added idle connection (KiB), from ${(steps[index]?.count ?? 0).toLocaleString("en-US")} to ${count.toLocaleString("en-US")} open`, "lower", { noDirect: true }),
+  );
   const backendGrowth: string[] = [];
   await each((target) => ({ kind: "echo", target, connections: CONNECTIONS, size: SMALL, window: 8, warmupMs: 0, ms: PLAN.warmupMs }), () => undefined, "warm-up");
   for (const name of TARGET_NAMES) {
@@ -291,6 +297,7 @@ async function main(): Promise<number> {
     await sleep(300);
     const before = rssKiB(pid);
     let open = 0;
+    let previous = before;
     for (const [index, { count }] of steps.entries()) {
       const held = await attempt(`memory ${count}`, name, { kind: "hold", target, connections: count - open });
       if (held === null) break;
@@ -300,8 +307,14 @@ async function main(): Promise<number> {
       const after = rssKiB(pid);
       if (before === null || after === null) continue;
       const perConnection = (after - before) / count;
-      if (name === "direct") backendGrowth.push(`${perConnection.toFixed(2)} KiB per socket at ${count.toLocaleString("en-US")}`);
-      else memoryRows[index]?.rounds[name].push(perConnection);
+      const marginal = index > 0 && previous !== null ? (after - previous) / (count - (steps[index - 1]?.count ?? 0)) : undefined;
+      previous = after;
+      if (name === "direct") {
+        backendGrowth.push(`${perConnection.toFixed(2)} KiB per socket at ${count.toLocaleString("en-US")}${marginal === undefined ? "" : ` (${marginal.toFixed(2)} KiB per added socket)`}`);
+      } else {
+        memoryRows[index]?.rounds[name].push(perConnection);
+        if (marginal !== undefined) marginalRows[index - 1]?.rounds[name].push(marginal);
+      }
     }
     await attempt("memory release", name, { kind: "release" });
     // Let the proxy see the closes before the next target's baseline.

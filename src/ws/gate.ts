@@ -87,9 +87,12 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
   const audience = config.gameBackendAudience ?? config.publicOrigin;
   const backendHandshakeTimeoutMs = deps.backendHandshakeTimeoutMs ?? BACKEND_HANDSHAKE_TIMEOUT_MS;
   let upgradesInProgress = 0;
+  // Made once, not per upgrade: a closure made inside the gate would keep that upgrade's
+  // whole scope (session, headers, assertion) alive for as long as the relay lives.
+  const unregister = (relay: Relay): void => deps.registry.remove(relay);
 
   return function upgradeGate(req, socket, head) {
-    socket.on("error", () => socket.destroy());
+    socket.on("error", destroyOnError);
     const ip = clientIP(req.socket.remoteAddress, headerValue(req, "x-forwarded-for"), config.trustProxy);
     let sessionId: string | undefined;
     try {
@@ -182,7 +185,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
               limits,
               clock: deps.clock,
               audit,
-              onClosed: (r) => deps.registry.remove(r),
+              onClosed: unregister,
             });
             deps.registry.add(relay);
             audit.write("ws.upgrade.accepted", { sessionId: session.id, accountId: session.accountId, ip });
@@ -210,6 +213,11 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       refuse(socket, new Refusal(503, "unavailable", "internal error"), audit, ip, sessionId);
     }
   };
+}
+
+/** A socket error before the relay owns the socket: drop it (the relay adds its own handling). */
+function destroyOnError(this: Duplex): void {
+  this.destroy();
 }
 
 /** Writes a plain HTTP refusal on the raw socket and destroys it (ws `abortHandshake`); one audit event. */
