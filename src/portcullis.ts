@@ -20,7 +20,6 @@ import { apiRoutes } from "./proxy/relay";
 import { loadUpstreams } from "./proxy/upstreams";
 import { createUpgradeGate } from "./ws/gate";
 import { GOING_AWAY, SocketRegistry } from "./ws/registry";
-import type { Relay } from "./ws/relay";
 import { wsTicketRoutes } from "./ws/ticket-route";
 import { TicketStore } from "./ws/tickets";
 
@@ -54,7 +53,7 @@ export interface Portcullis {
   cipher: TokenCipher;
   providers: Map<string, Provider>;
   tickets: TicketStore;
-  registry: SocketRegistry<Relay>;
+  registry: SocketRegistry;
   close(): Promise<void>;
 }
 
@@ -103,7 +102,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
   const signer = new AssertionSigner(signingKeys, config.publicOrigin, clock, randomBytes);
   const refresher = new TokenRefresher(sessions, providers, audit, clock);
   const tickets = new TicketStore(db, clock, randomBytes, config.wsTicketTTLSeconds);
-  const registry = new SocketRegistry<Relay>(events, sessions);
+  const registry = new SocketRegistry(events, sessions);
   registry.start({ heartbeatMs: options.ws?.heartbeatMs ?? HEARTBEAT_MS, recheckMs: options.ws?.recheckMs ?? RECHECK_MS });
 
   const app = createApp({

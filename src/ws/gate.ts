@@ -13,7 +13,7 @@ import type { AssertionSigner } from "../proxy/assertion";
 import { openBackendSocket } from "./backend-handshake";
 import { acceptKey } from "./frames";
 import { Relay, type RelayLimits } from "./relay";
-import type { SocketRegistry } from "./registry";
+import { GOING_AWAY, SESSION_ENDED, type LiveConnection, type SocketRegistry } from "./registry";
 import type { TicketStore } from "./tickets";
 
 export const GAME_PROTOCOL = "game.v1";
@@ -31,7 +31,7 @@ export interface GateDeps {
   sessions: SessionStore;
   accounts: AccountStore;
   tickets: TicketStore;
-  registry: SocketRegistry<Relay>;
+  registry: SocketRegistry;
   signer: AssertionSigner;
   audit: AuditLog;
   clock: Clock;
@@ -89,7 +89,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
   let upgradesInProgress = 0;
   // Made once, not per upgrade: a closure made inside the gate would keep that upgrade's
   // whole scope (session, headers, assertion) alive for as long as the relay lives.
-  const unregister = (relay: Relay): void => deps.registry.remove(relay);
+  const unregister = (connection: LiveConnection): void => deps.registry.remove(connection);
 
   return function upgradeGate(req, socket, head) {
     socket.on("error", destroyOnError);
@@ -156,6 +156,8 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
         upgradesInProgress -= 1;
         socket.off("close", onClientGone);
         socket.off("end", onClientGone);
+        deps.registry.remove(pending);
+        pending.settle();
         return true;
       };
       const abortBackend = openBackendSocket(
@@ -193,6 +195,15 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
           },
         },
       );
+      // The upgrade counts as one of the session's sockets from now on: the cap holds for
+      // upgrades made in parallel, and a session that ends meanwhile cancels it (CONTRACT.md:
+      // its sockets close within 1 s) rather than getting a relay for a dead session.
+      const pending = new PendingUpgrade(session.id, session.accountId, (refusal) => {
+        if (!settle()) return;
+        abortBackend();
+        refuse(socket, refusal, audit, ip, session.id);
+      });
+      deps.registry.add(pending);
       // The browser may give up while we wait for the backend (a reset, or a FIN, which
       // alone would leave the half-open socket unclosed): never leave a backend socket
       // open for a browser that is gone.
@@ -213,6 +224,46 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       refuse(socket, new Refusal(503, "unavailable", "internal error"), audit, ip, sessionId);
     }
   };
+}
+
+/**
+ * An upgrade waiting for the backend's 101, in the registry as one of its session's
+ * sockets. Closing it refuses the browser's upgrade with a plain HTTP status: no 101 has
+ * been written yet.
+ */
+class PendingUpgrade implements LiveConnection {
+  readonly lastMessageAt = 0;
+  readonly ended: Promise<void>;
+  private resolveEnded: () => void = () => undefined;
+
+  constructor(
+    readonly sessionId: string,
+    readonly accountId: string,
+    private readonly cancel: (refusal: Refusal) => void,
+  ) {
+    this.ended = new Promise((resolve) => {
+      this.resolveEnded = resolve;
+    });
+  }
+
+  close(code: number): void {
+    if (code === SESSION_ENDED) this.cancel(new Refusal(401, "no_session", "session ended during the backend handshake"));
+    else if (code === GOING_AWAY) this.cancel(new Refusal(503, "unavailable", "server shutting down"));
+    else this.cancel(new Refusal(502, "backend_unavailable", "upgrade cancelled"));
+  }
+
+  heartbeat(): void {
+    // Nothing to ping before the handshake; the backend handshake has its own timeout.
+  }
+
+  terminate(): void {
+    this.close(GOING_AWAY);
+  }
+
+  /** The upgrade went one way or the other: it leaves the registry. */
+  settle(): void {
+    this.resolveEnded();
+  }
 }
 
 /** A socket error before the relay owns the socket: drop it (the relay adds its own handling). */

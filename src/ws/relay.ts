@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
 import type { AuditLog } from "../audit/log";
 import type { Clock } from "../clock";
@@ -53,9 +54,20 @@ export interface RelayDeps {
  * it is dropped: CONTRACT.md wants a session's sockets closed within 1 s of its end.
  */
 const CLOSE_TIMEOUT_MS = 1_000;
-/** Our pings carry this payload, so the pong that answers one is ours and goes no further. */
-const PING_PAYLOAD = Buffer.from("portcullis");
-const PING_TO_BROWSER = controlFrame(PING, PING_PAYLOAD, { mask: false });
+/**
+ * Our pings carry 8 fresh random bytes: only a side that read the ping can echo them, so a
+ * client that never reads cannot stay alive on blind pongs, and the pong that answers us
+ * goes no further.
+ */
+const PING_PAYLOAD_BYTES = 8;
+/**
+ * A fragmented message may have at most this many fragments. Browsers never fragment;
+ * without a cap, empty continuation frames would grow what the relay holds without
+ * growing the message.
+ */
+const MAX_FRAGMENTS = 128;
+/** What the frame reader returns for a malformed frame, after refusing it. */
+const FAILED = -1;
 
 // What happens to the payload of the frame being read.
 const FORWARD = 0; // written on to the other side as it arrives, byte for byte
@@ -189,7 +201,8 @@ export class Relay implements LiveConnection {
     for (const side of [this.browser, this.backend]) {
       if (side.closeSent) continue;
       side.alive = false;
-      side.send(side.role === "browser" ? PING_TO_BROWSER : controlFrame(PING, PING_PAYLOAD, { mask: true }));
+      side.pingPayload = randomBytes(PING_PAYLOAD_BYTES);
+      side.send(controlFrame(PING, side.pingPayload, { mask: side.role === "backend" }));
     }
   }
 
@@ -206,47 +219,40 @@ export class Relay implements LiveConnection {
     return true;
   }
 
-  /** `side` sent something it must not: a malformed frame, a message too big, too many messages. */
-  refuse(side: Side, code: number): void {
-    if (code === POLICY_VIOLATION) {
-      this.audit.write("ratelimit.hit", { sessionId: this.sessionId, reason: "ws messages" });
-      this.close(POLICY_VIOLATION, "message rate limit");
-      return;
-    }
-    const reason = code === MESSAGE_TOO_BIG ? "message too big" : "malformed frame";
-    // The offender learns why; the other side hears of an ordinary end (backend → browser:
-    // the backend failed, so the browser reconnects with backoff).
+  /** The browser sent more messages than its rate and burst allow: 1008 (CONTRACT.md). */
+  rateLimited(): void {
+    this.audit.write("ratelimit.hit", { sessionId: this.sessionId, reason: "ws messages" });
+    this.close(POLICY_VIOLATION, "message rate limit");
+  }
+
+  /**
+   * `side` broke a rule (a malformed frame, a message too big or in too many fragments):
+   * it is told why with `code`, and the other side hears of an ordinary end — towards the
+   * browser that is 1014, since the backend failed and the client should reconnect with
+   * backoff.
+   */
+  refuse(side: Side, code: number, reason: string): void {
+    // RFC 6455 7.1.7: after a protocol error the connection is failed, not closed
+    // politely: nothing more is read from that side, and its answer is not waited for.
+    if (code === PROTOCOL_ERROR) side.failed = true;
     const peerCode = side.role === "backend" ? BACKEND_UNAVAILABLE : NORMAL_CLOSURE;
-    this.record(side.role === "browser" ? code : peerCode, `${side.role} sent a ${reason}`);
-    if (code !== MESSAGE_TOO_BIG) {
-      // RFC 6455 7.1.7: after a protocol error the connection is failed, not closed
-      // politely: nothing more is read from that side, and it is not waited for.
-      side.closeReceived = true;
-    }
+    this.record(side.role === "browser" ? code : peerCode, `${side.role}: ${reason}`);
     this.sendClose(side, code, reason);
     this.sendClose(side.peer, peerCode, side.role === "backend" ? "backend unavailable" : "");
   }
 
   /**
-   * `side` sent a close frame. Its peer is told (with the code mapped, see
-   * {@link closeForClient}); when the peer answers, that answer goes back to `side`: the
-   * closing handshake of RFC 6455 7.1.2 runs end to end through the relay.
+   * `side` sent a close frame. If its peer has not been told yet, it is now (with the code
+   * mapped, see {@link closeForClient}), and the peer's answer will in turn be passed back
+   * to `side`: the closing handshake of RFC 6455 7.1.2 runs end to end through the relay.
+   * If the peer was told already, this close is `side`'s answer to the relay's own.
    */
   closeReceived(side: Side, code: number, reason: string): void {
     side.closeReceived = true;
     if (side.role === "browser") this.record(code, "browser closed");
-    const peer = side.peer;
-    if (!peer.closeSent) {
-      const [peerCode, peerReason] = side.role === "browser" ? closeForBackend(code, reason) : closeForClient(code, reason);
-      if (peer.role === "browser") this.record(peerCode, "backend closed");
-      this.sendClose(peer, peerCode, peerReason);
-    } else if (!side.closeSent) {
-      // The peer closed first and `side` answers: pass the peer's own code back.
-      const [answer, answerReason] = side.role === "browser" ? closeForClient(peer.receivedCode, peer.receivedReason) : closeForBackend(peer.receivedCode, peer.receivedReason);
-      this.sendClose(side, answer, answerReason);
-    }
-    side.receivedCode = code;
-    side.receivedReason = reason;
+    const [peerCode, peerReason] = side.role === "browser" ? closeForBackend(code, reason) : closeForClient(code, reason);
+    if (side.role === "backend" && !side.peer.closeSent) this.record(peerCode, "backend closed");
+    this.sendClose(side.peer, peerCode, peerReason);
     side.endIfDone();
   }
 
@@ -254,18 +260,19 @@ export class Relay implements LiveConnection {
   gone(side: Side): void {
     side.gone = true;
     this.socketsOpen -= 1;
-    if (side.role === "browser") this.record(side.closeReceived ? side.receivedCode : ABNORMAL_CLOSURE, "browser left");
+    this.record(side.role === "browser" ? ABNORMAL_CLOSURE : BACKEND_UNAVAILABLE, `${side.role} left`);
     const peer = side.peer;
     if (this.socketsOpen === 0) {
       this.finish();
       return;
     }
+    // Nothing can be written to `side` any more, so its peer is no longer held back.
+    peer.resume();
     if (side.midFrame) {
       // The peer has part of a frame and no close frame can follow it: hang up on it.
       peer.socket.destroy();
       return;
     }
-    if (side.role === "backend") this.record(BACKEND_UNAVAILABLE, "backend left");
     // A backend that closed without a close frame gets 1014 sent to the browser (reconnect
     // with backoff); a browser that vanished gets the backend an ordinary 1000.
     if (side.role === "backend") this.sendClose(peer, BACKEND_UNAVAILABLE, "backend unavailable");
@@ -278,6 +285,9 @@ export class Relay implements LiveConnection {
     if (side.closeSent || side.gone) return;
     side.closeSent = true;
     side.send(closeFrame(code, reason, { mask: side.role === "backend" }));
+    // Nothing more is forwarded to `side`, so its peer need not be held back for it: the
+    // peer's own close answer must not sit unread behind backpressure.
+    side.peer.resume();
     this.retire();
     if (this.closeTimer === null) {
       this.closeTimer = setTimeout(() => this.terminate(), CLOSE_TIMEOUT_MS);
@@ -328,12 +338,15 @@ class Side {
   private outbox: Buffer[] = [];
   /** Answered the last ping (or was never pinged). */
   alive = true;
+  /** The payload of our last ping to this side, which its pong must echo. */
+  pingPayload: Buffer | null = null;
+  private fragments = 0;
   /** Not read, because the peer has more than the high-water mark waiting to be written. */
   paused = false;
   closeSent = false;
   closeReceived = false;
-  receivedCode = NO_STATUS_RECEIVED;
-  receivedReason = "";
+  /** Sent a malformed frame: nothing more is read from it (RFC 6455 7.1.7). */
+  failed = false;
   gone = false;
 
   constructor(
@@ -372,9 +385,17 @@ class Side {
     else this.write(frame);
   }
 
-  /** Ends the TCP connection once both close frames have passed (RFC 6455 7.1.1: the server closes first). */
+  /**
+   * Ends the TCP connection once both close frames have passed (RFC 6455 7.1.1: the server
+   * closes first), or once a failed side has had ours.
+   */
   endIfDone(): void {
-    if (this.closeSent && this.closeReceived && this.outbox.length === 0 && !this.gone) this.socket.end();
+    if (this.closeSent && (this.closeReceived || this.failed) && this.outbox.length === 0 && !this.gone) this.socket.end();
+  }
+
+  /** Whether data may still be forwarded to this side. */
+  get open(): boolean {
+    return !this.closeSent && !this.gone;
   }
 
   resume(): void {
@@ -385,7 +406,7 @@ class Side {
 
   read(data: Buffer): void {
     // After its close frame (or a protocol error) nothing more from this side matters.
-    if (this.closeReceived) return;
+    if (this.closeReceived || this.failed) return;
     // A header or a control frame split across two reads is joined to the next one: at
     // most 14 + 125 bytes, and rare.
     let chunk = data;
@@ -397,13 +418,13 @@ class Side {
     let at = 0;
     this.runStart = -1;
     // A close frame ends the loop too: what follows it in the same read is ignored.
-    while (at < end && !this.closeReceived) {
+    while (at < end && !this.closeReceived && !this.failed) {
       if (this.remaining > 0) {
         const n = Math.min(this.remaining, end - at);
         if (this.mode === FORWARD) {
           if (this.runStart === -1) this.runStart = at;
         } else if (this.mode === HOLD) {
-          this.held.push(chunk.subarray(at, at + n));
+          this.hold(chunk.subarray(at, at + n));
         }
         at += n;
         this.remaining -= n;
@@ -415,11 +436,8 @@ class Side {
         this.tail = chunk.subarray(at);
         break;
       }
-      if (consumed < 0) {
-        this.flushRun(chunk, at);
-        this.relay.refuse(this, -consumed);
-        return;
-      }
+      // A malformed frame: the side is failed and nothing more of it is read.
+      if (consumed === FAILED) return;
       at += consumed;
     }
     this.flushRun(chunk, at);
@@ -431,8 +449,8 @@ class Side {
 
   /**
    * Reads the frame that starts at `at`: its whole header, and a control frame whole.
-   * Returns the bytes consumed, 0 when more must arrive first, or a close code, negated,
-   * when the frame is malformed and the connection must be failed.
+   * Returns the bytes consumed, 0 when more must arrive first, or FAILED when the frame is
+   * malformed and the side has been refused.
    */
   private frame(chunk: Buffer, at: number): number {
     const available = chunk.length - at;
@@ -458,47 +476,48 @@ class Side {
     if (available < headerLength) return 0;
     // RFC 6455 5.2: no extension is negotiated, so RSV bits must be 0; 5.1: a client
     // masks every frame and a server none.
-    if ((b0 & 0x70) !== 0 || masked !== this.incomingMasked) return -PROTOCOL_ERROR;
+    if ((b0 & 0x70) !== 0 || masked !== this.incomingMasked) return this.fail(chunk, at);
 
     if (opcode >= CLOSE) {
-      if (opcode > PONG || !fin || length > MAX_CONTROL_PAYLOAD) return -PROTOCOL_ERROR;
+      if (opcode > PONG || !fin || length > MAX_CONTROL_PAYLOAD) return this.fail(chunk, at);
       if (available < headerLength + length) return 0;
       this.flushRun(chunk, at);
       return this.control(opcode, chunk.subarray(at, at + headerLength + length), headerLength, length);
     }
 
     // RFC 6455 5.4: a continuation only inside a fragmented message, a new message only outside one.
-    if (opcode === CONTINUATION ? !this.inMessage : opcode > BINARY || this.inMessage) return -PROTOCOL_ERROR;
+    if (opcode === CONTINUATION ? !this.inMessage : opcode > BINARY || this.inMessage) return this.fail(chunk, at);
     this.inMessage = !fin;
     this.messageBytes = opcode === CONTINUATION ? this.messageBytes + length : length;
-    if (!this.peer.closeSent) {
+    this.fragments = opcode === CONTINUATION ? this.fragments + 1 : 1;
+    if (this.peer.open) {
       // Refused here, before a byte of the message is written on: the relay closes, and
       // the payload below is read past (DISCARD) so the side's close answer can be found.
-      const refusal =
-        this.messageBytes > this.relay.limits.maxMessageBytes
-          ? MESSAGE_TOO_BIG
-          : opcode !== CONTINUATION && this.role === "browser" && !this.relay.takeToken()
-            ? POLICY_VIOLATION
-            : 0;
-      if (refusal !== 0) {
+      if (this.messageBytes > this.relay.limits.maxMessageBytes) {
         this.flushRun(chunk, at);
-        this.relay.refuse(this, refusal);
+        this.relay.refuse(this, MESSAGE_TOO_BIG, "message too big");
+      } else if (this.fragments > MAX_FRAGMENTS) {
+        this.flushRun(chunk, at);
+        this.relay.refuse(this, POLICY_VIOLATION, "too many fragments");
+      } else if (opcode !== CONTINUATION && this.role === "browser" && !this.relay.takeToken()) {
+        this.flushRun(chunk, at);
+        this.relay.rateLimited();
       }
     }
-    if (!this.peer.closeSent && fin && opcode !== CONTINUATION) {
+    if (this.peer.open && fin && opcode !== CONTINUATION) {
       // The common case, a message in one frame: it joins the run written on in one go.
       this.mode = FORWARD;
       if (this.runStart === -1) this.runStart = at;
     } else {
       // Anything else ends the run here, so none of its bytes ride along with it.
       this.flushRun(chunk, at);
-      if (this.peer.closeSent) {
+      if (!this.peer.open) {
         // RFC 6455 5.5.1: no data after a close frame; the relay is closing, and drops it.
         this.mode = DISCARD;
         this.held.length = 0;
       } else {
         this.mode = HOLD;
-        this.held.push(chunk.subarray(at, at + headerLength));
+        this.hold(chunk.subarray(at, at + headerLength));
       }
     }
     this.remaining = length;
@@ -506,23 +525,33 @@ class Side {
     return headerLength;
   }
 
-  /** A control frame, whole (RFC 6455 5.5). Returns its size, or a close code, negated. */
+  /** A control frame, whole (RFC 6455 5.5). Returns its size, or FAILED. */
   private control(opcode: number, frame: Buffer, headerLength: number, length: number): number {
     const masked = this.incomingMasked;
     if (opcode === CLOSE) {
       const close = readClose(payloadOf(frame, headerLength, length, masked));
-      if (close === null) return -PROTOCOL_ERROR;
+      if (close === null) {
+        this.relay.refuse(this, PROTOCOL_ERROR, "malformed close frame");
+        return FAILED;
+      }
       this.relay.closeReceived(this, close.code, close.reason);
       return frame.length;
     }
-    if (opcode === PONG) {
+    if (opcode === PONG && this.pingPayload !== null && length === PING_PAYLOAD_BYTES && payloadOf(frame, headerLength, length, masked).equals(this.pingPayload)) {
+      // The answer to our own ping ends here.
       this.alive = true;
-      // The answer to our own ping ends here; any other pong is the peer's business.
-      if (length === PING_PAYLOAD.length && payloadOf(frame, headerLength, length, masked).equals(PING_PAYLOAD)) return frame.length;
+      this.pingPayload = null;
+      return frame.length;
+    }
+    // The browser's other pings and pongs count as messages: each one makes the backend
+    // read (and a ping, answer), so a flood of them is a flood like any other.
+    if (this.role === "browser" && this.peer.open && !this.relay.takeToken()) {
+      this.relay.rateLimited();
+      return frame.length;
     }
     // Pings, and pongs to the peer's pings, pass through as they came (still masked
     // towards the backend, unmasked towards the browser).
-    if (!this.peer.closeSent) this.peer.send(frame);
+    if (this.peer.open) this.peer.send(frame);
     return frame.length;
   }
 
@@ -530,13 +559,29 @@ class Side {
   private frameEnded(chunk: Buffer, at: number): void {
     if (this.mode === HOLD && !this.inMessage) {
       this.flushRun(chunk, at);
-      this.peer.write(Buffer.concat(this.held));
+      // Written only while the peer may still have data: never after our close frame.
+      if (this.peer.open) this.peer.write(Buffer.concat(this.held));
       this.held = [];
     }
     if (this.peer.outbox.length > 0) {
       this.flushRun(chunk, at);
       this.peer.flushOutbox();
     }
+  }
+
+  /** Refuses a malformed frame at `at`, after writing on the whole frames before it. */
+  private fail(chunk: Buffer, at: number): number {
+    this.flushRun(chunk, at);
+    this.relay.refuse(this, PROTOCOL_ERROR, "malformed frame");
+    return FAILED;
+  }
+
+  /**
+   * Keeps part of a fragmented message, copied: a slice would pin the whole 64 KiB read it
+   * came from, and a message of one-byte fragments could pin megabytes.
+   */
+  private hold(bytes: Buffer): void {
+    this.held.push(Buffer.from(bytes));
   }
 
   /** Writes on the bytes of whole frames read since `runStart`, in one write. */
@@ -570,7 +615,10 @@ function closeForClient(code: number, reason: string): [number, string] {
   return [BACKEND_UNAVAILABLE, "backend unavailable"];
 }
 
-/** What the backend is told when the browser closes: its code when passable, else 1000. */
+/**
+ * What the backend is told when the browser closes: its code when passable, else 1000.
+ * 4401 is the BFF's own word that a session ended; a browser cannot say it for us.
+ */
 function closeForBackend(code: number, reason: string): [number, string] {
-  return isPassable(code) ? [code, reason] : [NORMAL_CLOSURE, ""];
+  return isPassable(code) && code !== SESSION_ENDED ? [code, reason] : [NORMAL_CLOSURE, ""];
 }

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { AssertionVerifier } from "../../src/demo/verify-assertion";
 import { startRecordingBackend, type RecordingBackend } from "../fixtures/backend";
 import { startHarness, type Harness } from "../fixtures/harness";
+import { startRawBackend, type RawBackend } from "../fixtures/raw-backend";
 import { until } from "../fixtures/wait";
 import { closeOf, mintTicket, nextMessage, openSocket, rawUpgrade, upgradeStatus, upgradeLines } from "../fixtures/ws-client";
 
@@ -268,5 +269,59 @@ describe("a backend that never answers its upgrade", () => {
     const attempt = connections.at(-1);
     await until(() => attempt?.destroyed === true, "the backend attempt closed");
     expect(h.bff.registry.size).toBe(0);
+  });
+});
+
+describe("upgrades waiting for the backend count as the session's sockets", () => {
+  let backend: RawBackend;
+  let h: Harness;
+  beforeAll(async () => {
+    backend = await startRawBackend({ holdAnswers: true });
+    h = await startHarness({ env: { GAME_BACKEND_URL: backend.url } });
+  });
+  afterAll(async () => {
+    await h.close();
+    await backend.close();
+  });
+
+  /** A raw upgrade; resolves with the answer's status line. */
+  function startUpgrade(token: string, ticket: string): { socket: Socket; status: Promise<string> } {
+    const url = new URL(h.origin);
+    const socket = connect(Number(url.port), url.hostname);
+    socket.on("error", () => undefined);
+    socket.write(`${upgradeLines(h, { protocols: `game.v1, ticket.${ticket}`, token }).join("\r\n")}\r\n\r\n`);
+    let answer = "";
+    const status = new Promise<string>((resolve) => {
+      socket.on("data", (chunk: Buffer) => {
+        answer += chunk.toString("latin1");
+        if (answer.includes("\r\n")) resolve(answer.split("\r\n")[0] ?? "");
+      });
+      socket.once("close", () => resolve(answer.split("\r\n")[0] ?? "closed"));
+    });
+    return { socket, status };
+  }
+
+  it("refuses with 401 at once an upgrade whose session ends while the backend has not answered, and drops the backend attempt", async () => {
+    const { token, agent } = await h.login("logout-mid-handshake");
+    const upgrade = startUpgrade(token, await mintTicket(h, token));
+    await until(() => backend.held.length === 1, "the upgrade at the backend");
+    const attempt = backend.held[0];
+    expect((await agent.fetch(`${h.origin}/auth/logout`, { method: "POST", headers: h.csrf() })).status).toBe(204);
+    expect(await upgrade.status).toBe("HTTP/1.1 401 Unauthorized");
+    await until(() => attempt?.destroyed === true || attempt?.readableEnded === true, "the backend attempt dropped");
+    backend.release();
+    upgrade.socket.destroy();
+  });
+
+  it("holds WS_MAX_SOCKETS_PER_SESSION for upgrades made in parallel", async () => {
+    const { token } = await h.login("parallel-cap");
+    const tickets = await Promise.all(Array.from({ length: 6 }, () => mintTicket(h, token)));
+    const upgrades = tickets.map((ticket) => startUpgrade(token, ticket));
+    await until(() => backend.held.length === 4, "four upgrades at the backend");
+    backend.release();
+    const lines = await Promise.all(upgrades.map((u) => u.status));
+    expect(lines.filter((l) => l.startsWith("HTTP/1.1 101"))).toHaveLength(4);
+    expect(lines.filter((l) => l === "HTTP/1.1 429 Too Many Requests")).toHaveLength(2);
+    for (const u of upgrades) u.socket.destroy();
   });
 });

@@ -7,12 +7,12 @@ import { FUZZ_SEED, prng } from "../fixtures/prng";
 import { startRawBackend, type RawBackend } from "../fixtures/raw-backend";
 import { OP, closePayload, decodeFrames, encodeFrame, type DecodedFrame } from "../fixtures/raw-frames";
 import { closeOf, inbox, mintTicket, nextMessage, openSocket, upgradeLines } from "../fixtures/ws-client";
-import type { Relay } from "../../src/ws/relay";
+import { Relay } from "../../src/ws/relay";
 
 function relayOf(h: Harness, token: string): Relay {
   const [sessionId = ""] = token.split(".");
-  const [relay] = h.bff.registry.connectionsOf(sessionId);
-  if (relay === undefined) throw new Error("no relay for the session");
+  const relay = h.bff.registry.connectionsOf(sessionId).find((c) => c instanceof Relay);
+  if (!(relay instanceof Relay)) throw new Error("no relay for the session");
   return relay;
 }
 
@@ -326,6 +326,58 @@ describe("the relay (SECURITY.md E24–E28)", () => {
     expect(backend.received.slice(before).map((m) => m.data.length)).toEqual([1000]);
     raw.destroy();
   });
+
+  it("closes with 1008 a message in more than 128 fragments, forwarding none of it", async () => {
+    const { token } = await h.login("many-fragments");
+    const raw = await rawSocket(h, token, await mintTicket(h, token));
+    const out = received(raw);
+    const before = backend.received.length;
+    // Empty continuations grow nothing the size limit sees: the fragment cap must.
+    const empty = encodeFrame(OP.continuation, Buffer.alloc(0), { masked: true, fin: false });
+    raw.write(Buffer.concat([encodeFrame(OP.text, "a", { masked: true, fin: false }), ...Array.from({ length: 200 }, () => empty)]));
+    await out.closed;
+    expect(closeCodeOf(out.frames)).toBe(1008);
+    expect(backend.received.length).toBe(before);
+  });
+
+  it("counts the browser's pings and pongs against its message rate: a flood of them closes with 1008", async () => {
+    const { token } = await h.login("ping-flood");
+    const raw = await rawSocket(h, token, await mintTicket(h, token));
+    const out = received(raw);
+    const server = backend.sockets.at(-1);
+    let pings = 0;
+    server?.on("ping", () => {
+      pings += 1;
+    });
+    const ping = encodeFrame(OP.ping, Buffer.alloc(125, 0x70), { masked: true });
+    raw.write(Buffer.concat(Array.from({ length: 100 }, () => ping)));
+    await out.closed;
+    expect(closeCodeOf(out.frames)).toBe(1008);
+    // The burst (2 × 10) went through, the rest did not.
+    expect(pings).toBeLessThanOrEqual(20);
+  });
+
+  it("drops a browser that answers pings blindly, without echoing them", async () => {
+    const { token } = await h.login("blind-pongs");
+    const raw = await rawSocket(h, token, await mintTicket(h, token));
+    // Its bytes are taken off the wire (so the hang-up is seen), but no ping is ever answered.
+    const out = received(raw);
+    let closed = false;
+    void out.closed.then(() => {
+      closed = true;
+    });
+    const relay = relayOf(h, token);
+    relay.heartbeat();
+    // Pongs of every kind an attacker could guess, none of them echoing the ping it never read.
+    const pongs = Buffer.concat([encodeFrame(OP.pong, "", { masked: true }), encodeFrame(OP.pong, "portcullis", { masked: true })]);
+    const read = relay.bytesFromClient;
+    raw.write(pongs);
+    await until(() => relay.bytesFromClient >= read + pongs.length, "the pongs read");
+    expect(closed).toBe(false);
+    relay.heartbeat();
+    await until(() => closed, "the blind browser dropped");
+    expect(out.frames.filter((f) => f.opcode === OP.ping)).toHaveLength(1);
+  });
 });
 
 describe("the relay towards the backend, byte by byte (a raw backend)", () => {
@@ -439,6 +491,37 @@ describe("the relay towards the backend, byte by byte (a raw backend)", () => {
     expect(await closed).toEqual({ code: 4322, reason: "answer" });
     // One audit event, once both connections are gone, with the code the browser sent.
     await until(() => h.audit.named("ws.closed").some((e) => e.code === 4321), "the ws.closed event", 3000);
+  });
+
+  it("never lets a browser tell the backend 4401, the BFF's own word for a session that ended", async () => {
+    const { ws } = await connected("spoofs-4401");
+    const connection = backend.connections.at(-1);
+    ws.close(4401, "session ended");
+    await until(() => connection?.frames.some((f) => f.opcode === OP.close) ?? false, "the close at the backend");
+    expect(connection?.frames.find((f) => f.opcode === OP.close)?.payload.readUInt16BE(0)).toBe(1000);
+  });
+
+  it("writes no data to the backend after its close frame, not even a held message that completes later (RFC 6455 5.5.1)", async () => {
+    const { token } = await h.login("data-after-close");
+    const raw = await rawSocket(h, token, await mintTicket(h, token));
+    raw.setNoDelay(true);
+    received(raw);
+    const connection = backend.connections.at(-1);
+    const relay = relayOf(h, token);
+    const first = encodeFrame(OP.text, "hel", { masked: true, fin: false });
+    const last = encodeFrame(OP.continuation, "lo, after the session ended", { masked: true });
+    const read = relay.bytesFromClient;
+    // The first fragment, then the last one's header (6 bytes) and 3 bytes of its payload.
+    raw.write(Buffer.concat([first, last.subarray(0, 9)]));
+    await until(() => relay.bytesFromClient >= read + first.length + 9, "the relay reading into the last fragment");
+    const [sessionId = ""] = token.split(".");
+    h.bff.registry.closeSession(sessionId, 4401, "session ended");
+    await until(() => connection?.frames.some((f) => f.opcode === OP.close) ?? false, "the backend's close frame");
+    raw.write(last.subarray(9));
+    await until(() => relay.bytesFromClient >= read + first.length + last.length, "the rest read");
+    await tick(20);
+    expect(connection?.frames.map((f) => f.opcode)).toEqual([OP.close]);
+    raw.destroy();
   });
 });
 
