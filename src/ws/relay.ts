@@ -386,11 +386,14 @@ class Side {
   }
 
   /**
-   * Ends the TCP connection once both close frames have passed (RFC 6455 7.1.1: the server
-   * closes first), or once a failed side has had ours.
+   * Ends the TCP connection once both close frames have passed, or once a failed side has
+   * had ours. RFC 6455 7.1.1: the server closes the connection first, so towards the
+   * browser (where we are the server) we end it; towards the backend we wait for the
+   * backend to, and the relay's close timer drops it if it does not.
    */
   endIfDone(): void {
-    if (this.closeSent && (this.closeReceived || this.failed) && this.outbox.length === 0 && !this.gone) this.socket.end();
+    const done = this.closeSent && (this.closeReceived || this.failed) && this.outbox.length === 0 && !this.gone;
+    if (done && (this.role === "browser" || this.failed)) this.socket.end();
   }
 
   /** Whether data may still be forwarded to this side. */
@@ -433,7 +436,8 @@ class Side {
       }
       const consumed = this.frame(chunk, at);
       if (consumed === 0) {
-        this.tail = chunk.subarray(at);
+        // Copied: a slice would pin the whole read (up to 64 KiB) for a few bytes.
+        this.tail = Buffer.from(chunk.subarray(at));
         break;
       }
       // A malformed frame: the side is failed and nothing more of it is read.
@@ -479,7 +483,8 @@ class Side {
     if ((b0 & 0x70) !== 0 || masked !== this.incomingMasked) return this.fail(chunk, at);
 
     if (opcode >= CLOSE) {
-      if (opcode > PONG || !fin || length > MAX_CONTROL_PAYLOAD) return this.fail(chunk, at);
+      // RFC 6455 5.5: the 7-bit length itself is at most 125; no extended length.
+      if (opcode > PONG || !fin || (b1 & 0x7f) > MAX_CONTROL_PAYLOAD) return this.fail(chunk, at);
       if (available < headerLength + length) return 0;
       this.flushRun(chunk, at);
       return this.control(opcode, chunk.subarray(at, at + headerLength + length), headerLength, length);
@@ -608,9 +613,11 @@ class Side {
  * What the browser is told when the backend closes: its own code and reason when it is
  * one an endpoint may pass on (RFC 6455 7.4.1); 1000 for a close frame without a code
  * (1005 may not be sent); 1014 otherwise, which tells the client to reconnect with backoff.
+ * 4401 tells the client to log in again, and only the BFF knows that a session ended: from
+ * the backend it is 1014 too.
  */
 function closeForClient(code: number, reason: string): [number, string] {
-  if (isPassable(code)) return [code, reason];
+  if (isPassable(code) && code !== SESSION_ENDED) return [code, reason];
   if (code === NO_STATUS_RECEIVED) return [NORMAL_CLOSURE, ""];
   return [BACKEND_UNAVAILABLE, "backend unavailable"];
 }

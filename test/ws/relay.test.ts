@@ -219,6 +219,16 @@ describe("the relay (SECURITY.md E24–E28)", () => {
     expect((await fetch(`${h.origin}/healthz`)).status).toBe(200);
   });
 
+  it("refuses a control frame with an extended length, even a short one (RFC 6455 5.5)", async () => {
+    const { token } = await h.login("long-ping");
+    const raw = await rawSocket(h, token, await mintTicket(h, token));
+    const out = received(raw);
+    // FIN + ping, masked, 126 = "16-bit length follows", then 5, a zero key and 5 bytes.
+    raw.write(Buffer.from([0x89, 0xfe, 0, 5, 0, 0, 0, 0, 1, 2, 3, 4, 5]));
+    await out.closed;
+    expect(closeCodeOf(out.frames)).toBe(1002);
+  });
+
   it("closes the browser with 1000 when the backend closes without a code", async () => {
     const { ws } = await connected("backend-no-code");
     const closed = closeOf(ws);
@@ -491,6 +501,13 @@ describe("the relay towards the backend, byte by byte (a raw backend)", () => {
     expect(await closed).toEqual({ code: 4322, reason: "answer" });
     // One audit event, once both connections are gone, with the code the browser sent.
     await until(() => h.audit.named("ws.closed").some((e) => e.code === 4321), "the ws.closed event", 3000);
+  });
+
+  it("never lets the backend tell the browser 4401 either: only the BFF knows a session ended", async () => {
+    const { ws } = await connected("backend-says-4401");
+    const closed = closeOf(ws);
+    backend.connections.at(-1)?.write(encodeFrame(OP.close, closePayload(4401, "session ended"), { masked: false }));
+    expect((await closed).code).toBe(1014);
   });
 
   it("never lets a browser tell the backend 4401, the BFF's own word for a session that ended", async () => {
