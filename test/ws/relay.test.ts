@@ -57,6 +57,13 @@ function rawCloseCode(socket: Socket): Promise<number> {
   });
 }
 
+/** A player logged in as `name` with a socket open through the gate. */
+async function connectedAs(h: Harness, name: string): Promise<{ ws: import("ws").WebSocket; token: string }> {
+  const { token } = await h.login(name);
+  const ws = await openSocket(h, await mintTicket(h, token), { token });
+  return { ws, token };
+}
+
 /** Everything the BFF writes to a raw browser socket, decoded as it arrives. */
 function received(socket: Socket): { frames: DecodedFrame[]; closed: Promise<void> } {
   const out = { frames: [] as DecodedFrame[], closed: new Promise<void>((resolve) => socket.once("close", () => resolve())) };
@@ -98,11 +105,7 @@ describe("the relay (SECURITY.md E24–E28)", () => {
     await backend.close();
   });
 
-  async function connected(name: string): Promise<{ ws: import("ws").WebSocket; token: string }> {
-    const { token } = await h.login(name);
-    const ws = await openSocket(h, await mintTicket(h, token), { token });
-    return { ws, token };
-  }
+  const connected = (name: string): Promise<{ ws: import("ws").WebSocket; token: string }> => connectedAs(h, name);
 
   it("keeps order: 20 messages arrive at the backend and back in the order sent", async () => {
     const { ws } = await connected("order");
@@ -402,11 +405,7 @@ describe("the relay towards the backend, byte by byte (a raw backend)", () => {
     await backend.close();
   });
 
-  async function connected(name: string): Promise<{ ws: import("ws").WebSocket; token: string }> {
-    const { token } = await h.login(name);
-    const ws = await openSocket(h, await mintTicket(h, token), { token });
-    return { ws, token };
-  }
+  const connected = (name: string): Promise<{ ws: import("ws").WebSocket; token: string }> => connectedAs(h, name);
 
   it("delivers what the backend sends in the same segment as its 101", async () => {
     backend.options = { greeting: encodeFrame(OP.text, "welcome", { masked: false }) };
