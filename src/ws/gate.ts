@@ -93,6 +93,8 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
 
   return function upgradeGate(req, socket, head) {
     socket.on("error", destroyOnError);
+    // The one header read before the rate limit, and only with TRUST_PROXY > 0: a split on
+    // "," and a trim, linear in its length (SECURITY.md I37).
     const ip = clientIP(req.socket.remoteAddress, headerValue(req, "x-forwarded-for"), config.trustProxy);
     let sessionId: string | undefined;
     try {
