@@ -93,6 +93,8 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
 
   return function upgradeGate(req, socket, head) {
     socket.on("error", destroyOnError);
+    // The one header read before the rate limit, and only with TRUST_PROXY > 0: a split on
+    // "," and a trim, linear in its length (SECURITY.md I37).
     const ip = clientIP(req.socket.remoteAddress, headerValue(req, "x-forwarded-for"), config.trustProxy);
     let sessionId: string | undefined;
     try {
@@ -103,22 +105,24 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       // Node hands an upgrade a net.Socket (a TLSSocket behind TLS); the relay needs one.
       if (!(socket instanceof Socket)) throw new Refusal(400, "bad_upgrade", "not a socket");
       if (req.method !== "GET") throw new Refusal(405, "method_not_allowed", "method");
+      // Rate limit before any header is parsed (SECURITY.md I37) and before any database
+      // work (H34): whatever a request costs past this line, one IP pays it a bounded
+      // number of times.
+      const rate = upgradeLimiter.take(`ip:${ip}`);
+      if (!rate.allowed) {
+        audit.write("ratelimit.hit", { reason: "upgrade", ip });
+        throw new Refusal(429, "rate_limited", "upgrade rate limit", { "Retry-After": String(rate.retryAfterSeconds) });
+      }
       const protocols = offeredProtocols(req);
       if (
         headerValue(req, "upgrade")?.toLowerCase() !== "websocket" ||
-        !(headerValue(req, "connection") ?? "").toLowerCase().split(/\s*,\s*/).includes("upgrade") ||
+        !listIncludes(headerValue(req, "connection"), "upgrade") ||
         headerValue(req, "sec-websocket-version") !== "13" ||
         !WEBSOCKET_KEY.test(headerValue(req, "sec-websocket-key") ?? "") ||
         protocols === null ||
         !protocols.includes(GAME_PROTOCOL)
       ) {
         throw new Refusal(400, "bad_upgrade", "malformed upgrade request");
-      }
-      // Rate limit before any database work (SECURITY.md H34).
-      const rate = upgradeLimiter.take(`ip:${ip}`);
-      if (!rate.allowed) {
-        audit.write("ratelimit.hit", { reason: "upgrade", ip });
-        throw new Refusal(429, "rate_limited", "upgrade rate limit", { "Retry-After": String(rate.retryAfterSeconds) });
       }
       // 2. Exact Origin (RFC 6455 10.2): browsers always send it, and cookies ride along
       // cross-site WebSocket upgrades, so this is the cross-site WebSocket hijacking defence.
@@ -300,6 +304,16 @@ function headerValue(req: IncomingMessage, name: string): string | undefined {
 function pathOf(url: string | undefined): string {
   const end = (url ?? "").search(/[?#]/);
   return end === -1 ? (url ?? "") : (url ?? "").slice(0, end);
+}
+
+/**
+ * Whether a comma-separated header list (RFC 9110 5.6.1) names `token`, case-insensitively.
+ * A split on "," and a trim are linear; a split on optional spaces around the comma
+ * backtracks quadratically on a run of spaces: 16 KB of them cost 200 ms of event loop
+ * per request (issue 11, SECURITY.md I37).
+ */
+function listIncludes(header: string | undefined, token: string): boolean {
+  return header !== undefined && header.split(",").some((item) => item.trim().toLowerCase() === token);
 }
 
 /**
