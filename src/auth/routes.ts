@@ -1,6 +1,5 @@
 import { Hono } from "hono";
 import type { AppEnv } from "../app-env";
-import type { AuditLog } from "../audit/log";
 import type { Account } from "./accounts";
 import { expiredSessionCookie } from "./cookies";
 import type { Provider } from "./providers";
@@ -10,7 +9,6 @@ import { refuse } from "../http/errors";
 export interface SessionRouteDeps {
   sessions: SessionStore;
   providers: Map<string, Provider>;
-  audit: AuditLog;
 }
 
 /** The session and account of a request that must have one; 401 otherwise. */
