@@ -33,10 +33,10 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
       refuse(404, "unknown_provider", "No such identity provider.");
     }
     const returnTo = sanitizeReturnTo(c.req.query("returnTo"));
-    // This is a same-site navigation from the game's page, so the Strict session cookie is
-    // here (the callback, arriving cross-site from the provider, will not have it). The
-    // session it names is ended when this login succeeds: logging in again never leaves the
-    // earlier session alive behind the player's back (ASVS 7.2.4).
+    // Started from the game's own page, this is a same-site navigation and the Strict
+    // session cookie is here; the callback, arriving from the provider's site, will not have
+    // it (RFC 6265bis 5.6.7.1). The session it names ends when this login succeeds: logging
+    // in again never leaves the earlier session alive behind the player's back (ASVS 7.2.4).
     const current = c.var.session;
     const { handle, attempt } = deps.attempts.start({
       provider: provider.name,
