@@ -35,7 +35,7 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
     const returnTo = sanitizeReturnTo(c.req.query("returnTo"));
     // Started from the game's own page, this is a same-site navigation and the Strict
     // session cookie is here; the callback, arriving from the provider's site, will not have
-    // it (RFC 6265bis 5.6.7.1). The session it names ends when this login succeeds: logging
+    // it (RFC 6265bis 8.8). The session it names ends when this login succeeds: logging
     // in again never leaves the earlier session alive behind the player's back (ASVS 7.2.4).
     const current = c.var.session;
     const { handle, attempt } = deps.attempts.start({
