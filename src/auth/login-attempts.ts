@@ -1,6 +1,6 @@
-import { eq, lte } from "drizzle-orm";
+import { and, desc, eq, gt, lte, notInArray, sql } from "drizzle-orm";
 import type { Clock, RandomBytes } from "../clock";
-import { constantTimeEqual, sha256, sha256Hex } from "../crypto/hash";
+import { sha256Hex } from "../crypto/hash";
 import { randomBase64URL } from "../crypto/random";
 import type { TokenCipher } from "../crypto/token-cipher";
 import type { Database } from "../db/database";
@@ -12,18 +12,28 @@ export interface LoginAttempt {
   state: string;
   codeVerifier: string;
   nonce: string;
+  /** The session the browser had when the login started; it ends when the login succeeds. */
+  previousSession: { id: string; accountId: string } | null;
 }
 
 /** The login-state cookie lives 600 s (CONTRACT.md), and so does its row. */
 export const LOGIN_ATTEMPT_TTL_SECONDS = 600;
+/**
+ * Logins one browser may have in progress at once (two tabs, a retry after closing the
+ * provider's page); starting one more drops the oldest.
+ */
+export const MAX_ATTEMPTS_PER_BROWSER = 3;
 // RFC 9700 2.1.1 / 4.7.1: state, PKCE verifier and nonce are 32 random bytes each.
 const SECRET_BYTES = 32;
+const HANDLE_MAX = 100;
 
 /**
  * Logins in progress, kept server-side. The Lax login-state cookie holds only a random
- * handle; the row it names holds the hash of `state`, and the verifier and nonce sealed.
- * Consuming deletes the row in the same statement that reads it, so a replayed callback
- * finds nothing (single use).
+ * handle naming the browser; each row is one login of that browser, found by the hash of
+ * its `state` and of the handle together, with the verifier and nonce sealed. A callback
+ * deletes only the row its state names, in the same statement that reads it: a replay finds
+ * nothing (single use), and a stray callback with another state (a second tab, or a
+ * cross-site navigation an attacker starts) leaves the real login alone.
  */
 export class LoginAttemptStore {
   constructor(
@@ -33,47 +43,78 @@ export class LoginAttemptStore {
     private readonly randomBytes: RandomBytes,
   ) {}
 
-  start(provider: string, returnTo: string): { handle: string; attempt: LoginAttempt } {
-    const handle = randomBase64URL(this.randomBytes, SECRET_BYTES);
-    const id = sha256Hex(handle);
+  /**
+   * Starts a login. `handle` is the login-state cookie the browser sent, if any: it is kept
+   * when it still names a live login (so a second tab does not orphan the first), and
+   * replaced by a fresh one otherwise.
+   */
+  start(input: {
+    provider: string;
+    returnTo: string;
+    handle: string | null;
+    previousSession: { id: string; accountId: string } | null;
+  }): { handle: string; attempt: LoginAttempt } {
+    const now = this.clock.now();
+    this.db.orm.delete(loginAttempts).where(lte(loginAttempts.expiresAt, now)).run();
+    const handle =
+      input.handle !== null && this.pending(input.handle) > 0 ? input.handle : randomBase64URL(this.randomBytes, SECRET_BYTES);
+    const browser = sha256Hex(handle);
     const attempt: LoginAttempt = {
-      provider,
-      returnTo,
+      provider: input.provider,
+      returnTo: input.returnTo,
       state: randomBase64URL(this.randomBytes, SECRET_BYTES),
       codeVerifier: randomBase64URL(this.randomBytes, SECRET_BYTES),
       nonce: randomBase64URL(this.randomBytes, SECRET_BYTES),
+      previousSession: input.previousSession,
     };
-    const now = this.clock.now();
-    this.db.orm.delete(loginAttempts).where(lte(loginAttempts.expiresAt, now)).run();
+    const id = sha256Hex(attempt.state);
     this.db.orm
       .insert(loginAttempts)
       .values({
         id,
-        stateHash: sha256(attempt.state),
-        provider,
+        browser,
+        provider: input.provider,
         codeVerifier: this.cipher.seal(attempt.codeVerifier, `portcullis/login/${id}/verifier`),
         nonce: this.cipher.seal(attempt.nonce, `portcullis/login/${id}/nonce`),
-        returnTo,
+        returnTo: input.returnTo,
+        previousSessionId: input.previousSession?.id ?? null,
+        previousAccountId: input.previousSession?.accountId ?? null,
         expiresAt: now + LOGIN_ATTEMPT_TTL_SECONDS * 1000,
       })
+      .run();
+    // Newest first (rowid breaks ties when the clock has not moved between starts).
+    const kept = this.db.orm
+      .select({ id: loginAttempts.id })
+      .from(loginAttempts)
+      .where(eq(loginAttempts.browser, browser))
+      .orderBy(desc(loginAttempts.expiresAt), desc(sql`rowid`))
+      .limit(MAX_ATTEMPTS_PER_BROWSER)
+      .all()
+      .map((row) => row.id);
+    this.db.orm
+      .delete(loginAttempts)
+      .where(and(eq(loginAttempts.browser, browser), notInArray(loginAttempts.id, kept)))
       .run();
     return { handle, attempt };
   }
 
   /**
-   * Deletes and returns the attempt the cookie names if `state` matches; null when there is
-   * none, it expired, or the state differs (the row is gone either way).
+   * Deletes and returns this browser's attempt that `state` names; null when there is none
+   * or it expired. Other attempts of the browser are untouched.
    */
   consume(handle: string, state: string): LoginAttempt | null {
-    if (handle.length > 100) {
+    if (handle.length > HANDLE_MAX || state.length > HANDLE_MAX) {
       return null;
     }
-    const id = sha256Hex(handle);
-    const row = this.db.orm.delete(loginAttempts).where(eq(loginAttempts.id, id)).returning().get();
+    // The row is found by hashes of two 256-bit secrets, so the lookup's timing reveals
+    // nothing an attacker could use to guess either.
+    const id = sha256Hex(state);
+    const row = this.db.orm
+      .delete(loginAttempts)
+      .where(and(eq(loginAttempts.id, id), eq(loginAttempts.browser, sha256Hex(handle))))
+      .returning()
+      .get();
     if (row === undefined || row.expiresAt <= this.clock.now()) {
-      return null;
-    }
-    if (!constantTimeEqual(sha256(state), row.stateHash)) {
       return null;
     }
     return {
@@ -82,6 +123,23 @@ export class LoginAttemptStore {
       state,
       codeVerifier: this.cipher.open(row.codeVerifier, `portcullis/login/${id}/verifier`),
       nonce: this.cipher.open(row.nonce, `portcullis/login/${id}/nonce`),
+      previousSession:
+        row.previousSessionId !== null && row.previousAccountId !== null
+          ? { id: row.previousSessionId, accountId: row.previousAccountId }
+          : null,
     };
+  }
+
+  /** How many live logins the browser holding `handle` still has in progress. */
+  pending(handle: string): number {
+    if (handle.length > HANDLE_MAX) {
+      return 0;
+    }
+    const row = this.db.orm
+      .select({ n: sql<number>`count(*)` })
+      .from(loginAttempts)
+      .where(and(eq(loginAttempts.browser, sha256Hex(handle)), gt(loginAttempts.expiresAt, this.clock.now())))
+      .get();
+    return row?.n ?? 0;
   }
 }

@@ -20,6 +20,9 @@ export interface LoginDeps {
   clock: Clock;
 }
 
+/** The authorization response's parameters (RFC 6749 4.1.2, 4.1.2.1; RFC 9207). */
+const CALLBACK_PARAMETERS = ["state", "code", "iss", "error", "error_description", "error_uri"] as const;
+
 /** `GET /auth/login/:provider` and `GET /auth/callback/:provider` (CONTRACT.md, SECURITY.md C). */
 export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
   const routes = new Hono<AppEnv>();
@@ -30,7 +33,17 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
       refuse(404, "unknown_provider", "No such identity provider.");
     }
     const returnTo = sanitizeReturnTo(c.req.query("returnTo"));
-    const { handle, attempt } = deps.attempts.start(provider.name, returnTo);
+    // Started from the game's own page, this is a same-site navigation and the Strict
+    // session cookie is here; the callback, arriving from the provider's site, will not have
+    // it (RFC 6265bis 8.8). The session it names ends when this login succeeds: logging
+    // in again never leaves the earlier session alive behind the player's back (ASVS 7.2.4).
+    const current = c.var.session;
+    const { handle, attempt } = deps.attempts.start({
+      provider: provider.name,
+      returnTo,
+      handle: readCookie(c.req.header("cookie"), LOGIN_COOKIE),
+      previousSession: current === null ? null : { id: current.id, accountId: current.accountId },
+    });
     deps.audit.write("login.started", { provider: provider.name, ip: c.var.clientIP });
     c.header("Set-Cookie", loginCookie(handle, LOGIN_ATTEMPT_TTL_SECONDS));
     c.header("Cache-Control", "no-store");
@@ -42,20 +55,34 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
     if (provider === undefined) {
       refuse(404, "unknown_provider", "No such identity provider.");
     }
-    // The login-state cookie is single use: expired on every answer, success or not.
-    c.header("Set-Cookie", expiredLoginCookie(), { append: true });
     c.header("Cache-Control", "no-store");
+    const handle = readCookie(c.req.header("cookie"), LOGIN_COOKIE);
+    // The login-state cookie goes with the browser's last login in progress: expired on
+    // every answer once no other login of this browser is waiting for its callback.
+    const settleLoginCookie = (): void => {
+      if (handle === null || deps.attempts.pending(handle) === 0) {
+        c.header("Set-Cookie", expiredLoginCookie(), { append: true });
+      }
+    };
     const fail = (reason: string, detail?: string): Response => {
       deps.audit.write("login.failure", { provider: provider.name, reason, ip: c.var.clientIP, ...(detail ? { detail } : {}) });
+      settleLoginCookie();
       return failurePage(c);
     };
 
-    const handle = readCookie(c.req.header("cookie"), LOGIN_COOKIE);
+    // RFC 6749 3.1: response parameters must not be repeated. Two `state`, `code` or `iss`
+    // leave it to chance which one each check sees (HTTP parameter pollution); refused
+    // before the attempt is touched, so the real callback can still complete.
+    const repeated = CALLBACK_PARAMETERS.find((name) => (c.req.queries(name)?.length ?? 0) > 1);
+    if (repeated !== undefined) {
+      return fail("repeated callback parameter", repeated);
+    }
     const state = c.req.query("state");
     if (handle === null || state === undefined) {
       return fail(handle === null ? "no login-state cookie" : "no state");
     }
-    // Consumed before anything else is looked at, so a replay finds nothing.
+    // Consumed before anything else is looked at, so a replay finds nothing. Only the
+    // attempt this state names goes: the browser's other logins stay.
     let attempt;
     try {
       attempt = deps.attempts.consume(handle, state);
@@ -98,8 +125,14 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
     }
     const { account, created } = deps.accounts.findOrCreate(result.identity, provider.name);
 
-    // ASVS 7.2.4: always a new session. A session cookie already in this browser (ours from
-    // an earlier login, or one an attacker planted) is ended, never adopted.
+    // ASVS 7.2.4: always a new session. The session this browser had when the login
+    // started is ended (a browser withholds the Strict cookie from this cross-site callback,
+    // so it was read at the start); so is a session cookie sent here (a same-site provider,
+    // a non-browser client). Either is ended, never adopted; its sockets close and its
+    // refresh token is revoked by the store.
+    if (attempt.previousSession !== null) {
+      deps.sessions.end(attempt.previousSession.id, attempt.previousSession.accountId, "replaced");
+    }
     const previous = readCookie(c.req.header("cookie"), SESSION_COOKIE);
     const previousSession = previous === null ? null : deps.sessions.validate(previous, { slide: false });
     if (previousSession !== null) {
@@ -118,6 +151,7 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
       ip: c.var.clientIP,
       ...(created ? { detail: "account created" } : {}),
     });
+    settleLoginCookie();
     c.header("Set-Cookie", sessionCookie(token, (session.expiresAt - deps.clock.now()) / 1000), { append: true });
     return continuePage(c, attempt.returnTo);
   });

@@ -1,8 +1,8 @@
-import { and, eq, lte, ne, or, sql } from "drizzle-orm";
+import { and, eq, lte, ne, or, sql, type SQL } from "drizzle-orm";
 import type { Statement } from "better-sqlite3";
 import type { AuditLog } from "../audit/log";
 import type { Clock, RandomBytes } from "../clock";
-import { TokenCipher } from "../crypto/token-cipher";
+import { DecryptionError, TokenCipher } from "../crypto/token-cipher";
 import { constantTimeEqual, sha256 } from "../crypto/hash";
 import { randomToken } from "../crypto/random";
 import type { Database } from "../db/database";
@@ -40,6 +40,16 @@ export interface SessionListing {
   current: boolean;
 }
 
+/** A provider refresh token whose session has ended, to be revoked at the provider. */
+export interface EndedGrant {
+  sessionId: string;
+  provider: string;
+  refreshToken: string;
+}
+
+/** Revokes an ended session's refresh token at its provider; rejects when that failed. */
+export type GrantRevoker = (grant: EndedGrant) => Promise<void>;
+
 export interface SessionStoreOptions {
   idleTimeoutSeconds: number;
   absoluteTimeoutSeconds: number;
@@ -67,6 +77,8 @@ export class SessionStore {
   private readonly touchStatement: Statement<[{ at: number; id: string; throttle: number; idle: number }]>;
   private readonly idleMs: number;
   private readonly absoluteMs: number;
+  private revoker: GrantRevoker | null = null;
+  private readonly revocations = new Set<Promise<void>>();
 
   constructor(
     private readonly db: Database,
@@ -209,43 +221,32 @@ export class SessionStore {
 
   /** Ends every other session of the account; returns how many. */
   revokeOthers(accountId: string, currentId: string): number {
-    const ended = this.db.orm
-      .delete(sessions)
-      .where(and(eq(sessions.accountId, accountId), ne(sessions.id, currentId)))
-      .returning({ id: sessions.id })
-      .all();
-    for (const { id } of ended) {
-      this.announce(id, accountId, "revoked");
-    }
-    return ended.length;
+    return this.remove(and(eq(sessions.accountId, accountId), ne(sessions.id, currentId)), "revoked");
   }
 
   /** Deletes the session row if it belongs to `accountId`; publishes its end. */
   end(sessionId: string, accountId: string, reason: SessionEndReason): boolean {
-    const ended = this.db.orm
-      .delete(sessions)
-      .where(and(eq(sessions.id, sessionId), eq(sessions.accountId, accountId)))
-      .returning({ id: sessions.id })
-      .all();
-    if (ended.length === 0) {
-      return false;
-    }
-    this.announce(sessionId, accountId, reason);
-    return true;
+    return this.remove(and(eq(sessions.id, sessionId), eq(sessions.accountId, accountId)), reason) > 0;
   }
 
   /** Deletes every session past its idle or absolute expiry. */
   sweepExpired(): number {
     const now = this.clock.now();
-    const expired = this.db.orm
-      .delete(sessions)
-      .where(or(lte(sessions.expiresAt, now), lte(sql`${sessions.lastSeenAt} + ${this.idleMs}`, now)))
-      .returning({ id: sessions.id, accountId: sessions.accountId })
-      .all();
-    for (const { id, accountId } of expired) {
-      this.announce(id, accountId, "expired");
-    }
-    return expired.length;
+    return this.remove(or(lte(sessions.expiresAt, now), lte(sql`${sessions.lastSeenAt} + ${this.idleMs}`, now)), "expired");
+  }
+
+  /**
+   * Sets the one function that revokes a refresh token at its provider. Every way a session
+   * ends goes through {@link remove}, which calls it: logout, revocation, expiry (lazy and
+   * swept), a new login replacing the session (SECURITY.md I43).
+   */
+  setGrantRevoker(revoker: GrantRevoker): void {
+    this.revoker = revoker;
+  }
+
+  /** Resolves once every revocation started so far has been answered or has failed. */
+  async revocationsSettled(): Promise<void> {
+    await Promise.all([...this.revocations]);
   }
 
   /** Opens the session's provider tokens. Throws {@link DecryptionError} on tampering. */
@@ -288,6 +289,54 @@ export class SessionStore {
   /** The current version of a session row, or null when it is gone. */
   version(sessionId: string): number | null {
     return this.selectById.get(sessionId)?.version ?? null;
+  }
+
+  /**
+   * The only place session rows are deleted. Each ended session is announced (audit event,
+   * its sockets close) and its refresh token, read in the same statement that deletes the
+   * row, is handed to the revoker.
+   */
+  private remove(where: SQL | undefined, reason: SessionEndReason): number {
+    const ended = this.db.orm
+      .delete(sessions)
+      .where(where)
+      .returning({ id: sessions.id, accountId: sessions.accountId, provider: sessions.provider, refreshToken: sessions.refreshToken })
+      .all();
+    for (const row of ended) {
+      this.announce(row.id, row.accountId, reason);
+      this.releaseGrant(row, reason);
+    }
+    return ended.length;
+  }
+
+  /**
+   * Best effort and never awaited: a slow or unreachable provider must not hold up a
+   * logout, a callback or a request that found its session expired. A failure is audited;
+   * the session is over either way (ASVS 7.4.1).
+   */
+  private releaseGrant(row: { id: string; provider: string; refreshToken: string | null }, reason: SessionEndReason): void {
+    // The provider refused this grant itself: nothing left to revoke.
+    if (reason === "refresh_refused" || row.refreshToken === null || this.revoker === null) {
+      return;
+    }
+    let refreshToken: string;
+    try {
+      refreshToken = this.cipher.open(row.refreshToken, associatedData(row.id, "refresh_token"));
+    } catch (error) {
+      if (!(error instanceof DecryptionError)) throw error;
+      this.audit.write("crypto.decrypt.failed", { sessionId: row.id, reason: "refresh token at session end", detail: error.message });
+      return;
+    }
+    const revocation: Promise<void> = this.revoker({ sessionId: row.id, provider: row.provider, refreshToken })
+      .catch((error: unknown) => {
+        this.audit.write("token.revoke.failed", {
+          sessionId: row.id,
+          provider: row.provider,
+          detail: error instanceof Error ? error.message : "revocation failed",
+        });
+      })
+      .finally(() => this.revocations.delete(revocation));
+    this.revocations.add(revocation);
   }
 
   private announce(sessionId: string, accountId: string, reason: SessionEndReason): void {

@@ -49,16 +49,28 @@ export const sessions = sqliteTable(
   (table) => [index("sessions_account").on(table.accountId), index("sessions_expires").on(table.expiresAt)],
 );
 
-/** A login in progress, found by the hash of the login-state cookie, deleted when used. */
-export const loginAttempts = sqliteTable("login_attempts", {
-  id: text("id").primaryKey(),
-  stateHash: blob("state_hash", { mode: "buffer" }).notNull(),
-  provider: text("provider").notNull(),
-  codeVerifier: text("code_verifier").notNull(),
-  nonce: text("nonce").notNull(),
-  returnTo: text("return_to").notNull(),
-  expiresAt: integer("expires_at").notNull(),
-});
+/**
+ * A login in progress, found by the hash of its `state` and the hash of the login-state
+ * cookie's handle together, deleted when used. One browser (one handle) may have a few at once.
+ */
+export const loginAttempts = sqliteTable(
+  "login_attempts",
+  {
+    /** SHA-256 (hex) of the state sent to the provider. */
+    id: text("id").primaryKey(),
+    /** SHA-256 (hex) of the login-state cookie's handle: the browser that started the login. */
+    browser: text("browser").notNull(),
+    provider: text("provider").notNull(),
+    codeVerifier: text("code_verifier").notNull(),
+    nonce: text("nonce").notNull(),
+    returnTo: text("return_to").notNull(),
+    /** The session this browser had when the login started, ended when the login succeeds. */
+    previousSessionId: text("previous_session_id"),
+    previousAccountId: text("previous_account_id"),
+    expiresAt: integer("expires_at").notNull(),
+  },
+  (table) => [index("login_attempts_browser").on(table.browser)],
+);
 
 export const wsTickets = sqliteTable(
   "ws_tickets",

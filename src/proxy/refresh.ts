@@ -1,6 +1,6 @@
 import type { AuditLog } from "../audit/log";
 import { ProviderError, type Provider } from "../auth/providers";
-import type { ProviderTokens, Session, SessionStore } from "../auth/session";
+import type { EndedGrant, ProviderTokens, Session, SessionStore } from "../auth/session";
 import type { Clock } from "../clock";
 import { DecryptionError } from "../crypto/token-cipher";
 import { refuse } from "../http/errors";
@@ -17,6 +17,9 @@ const REFRESH_AHEAD_MS = 60_000;
  * refresh token the provider refuses does not end a session the winner has just renewed.
  * (Two processes can still both reach the provider in the same instant; preventing that
  * would take a lease column on the session row.)
+ *
+ * It also answers for the other end of a grant's life: it is the session store's revoker,
+ * so whatever ends a session revokes its refresh token at the provider (SECURITY.md I43).
  */
 export class TokenRefresher {
   private readonly inflight = new Map<string, Promise<string>>();
@@ -26,7 +29,17 @@ export class TokenRefresher {
     private readonly providers: Map<string, Provider>,
     private readonly audit: AuditLog,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    sessions.setGrantRevoker((grant) => this.revoke(grant));
+  }
+
+  /** RFC 7009 revocation of an ended session's refresh token, where the provider has it. */
+  private async revoke(grant: EndedGrant): Promise<void> {
+    const provider = this.providers.get(grant.provider);
+    if (provider?.revoke) {
+      await provider.revoke(grant.refreshToken);
+    }
+  }
 
   /** A usable access token; refuses with 401 (session ended) or 502 (provider unreachable). */
   async accessToken(session: Session): Promise<string> {

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Agent } from "../fixtures/agent";
 import { startHarness, type Harness } from "../fixtures/harness";
@@ -65,6 +66,76 @@ describe("GET /auth/callback/:provider", () => {
     const replay = await agent.fetch(callback, { headers: { cookie: `__Host-Http-login=${cookie}` } });
     expect(replay.status).toBe(400);
     expect(h.idp.tokenRequests.authorization_code).toBe(before);
+  });
+
+  describe("several logins in one browser (issue 11 item 7)", () => {
+    it("completes two logins started in parallel, each with its own state, and refuses each replay", async () => {
+      const agent = new Agent();
+      const first = await agent.startLogin(h.origin);
+      const second = await agent.startLogin(h.origin);
+      expect(first.searchParams.get("state")).not.toBe(second.searchParams.get("state"));
+      const callbackA = await agent.authorize(first, "tab-a", h.origin);
+      const callbackB = await agent.authorize(second, "tab-a", h.origin);
+      const a = await agent.fetch(callbackA);
+      expect(a.status).toBe(200);
+      // The other login still waits for its callback: the login-state cookie stays.
+      expect(a.headers.getSetCookie().some((c) => c.startsWith("__Host-Http-login="))).toBe(false);
+      const b = await agent.fetch(callbackB);
+      expect(b.status).toBe(200);
+      expect(b.headers.getSetCookie()).toContain("__Host-Http-login=; HttpOnly; Secure; SameSite=Lax; Path=/; Max-Age=0");
+      const before = h.idp.tokenRequests.authorization_code;
+      for (const replay of [callbackA, callbackB]) {
+        const cookie = agent.setCookies.find((c) => c.startsWith("__Host-Http-login=") && !c.startsWith("__Host-Http-login=;"))?.split(";")[0] ?? "";
+        expect((await agent.fetch(replay, { headers: { cookie } })).status).toBe(400);
+      }
+      expect(h.idp.tokenRequests.authorization_code).toBe(before);
+    });
+
+    it("answers a callback with a wrong state 400, deletes nothing, and the real login completes afterwards", async () => {
+      const agent = new Agent();
+      const callback = await agent.authorize(await agent.startLogin(h.origin), "patient", h.origin);
+      const before = h.idp.tokenRequests.authorization_code;
+      // A top-level navigation an attacker's page starts while the player is at the provider.
+      const stray = await agent.fetch(`${h.origin}/auth/callback/demo?state=attacker&code=attacker&iss=${encodeURIComponent(h.idp.issuer)}`);
+      expect(stray.status).toBe(400);
+      expect(stray.headers.getSetCookie()).toEqual([]);
+      expect(h.idp.tokenRequests.authorization_code).toBe(before);
+      const real = await agent.fetch(callback);
+      expect(real.status).toBe(200);
+      expect(agent.cookie(h.origin, "__Host-Http-session")).not.toBeNull();
+    });
+
+    it("keeps at most three logins per browser, dropping the oldest", async () => {
+      const agent = new Agent();
+      const urls = [];
+      for (let i = 0; i < 4; i += 1) urls.push(await agent.startLogin(h.origin));
+      const handle = agent.cookie(h.origin, "__Host-Http-login") ?? "";
+      const browser = createHash("sha256").update(handle).digest("hex");
+      const rows = h.bff.db.sqlite.prepare("SELECT count(*) AS n FROM login_attempts WHERE browser = ?").get(browser) as { n: number };
+      expect(rows.n).toBe(3);
+      const oldest = await agent.authorize(urls[0] as URL, "many-tabs", h.origin);
+      expect((await agent.fetch(oldest)).status).toBe(400);
+      const newest = await agent.authorize(urls[3] as URL, "many-tabs", h.origin);
+      expect((await agent.fetch(newest)).status).toBe(200);
+    });
+  });
+
+  // RFC 6749 3.1: response parameters must not be included more than once (issue 11 item 12).
+  it.each(["iss", "state", "code"])("refuses a callback with two `%s` parameters, makes no token request, and leaves the login alive", async (name) => {
+    const agent = new Agent();
+    const callback = await agent.authorize(await agent.startLogin(h.origin), `twice-${name}`, h.origin);
+    const polluted = new URL(callback);
+    const value = callback.searchParams.get(name) ?? "";
+    // The same value twice as well as a different second one: either way the answer is 400.
+    for (const second of [value, name === "iss" ? (h.other?.issuer ?? "http://127.0.0.2:1") : `${value}x`]) {
+      polluted.search = callback.search;
+      polluted.searchParams.append(name, second);
+      const before = h.idp.tokenRequests.authorization_code;
+      expect((await agent.fetch(polluted)).status).toBe(400);
+      expect(h.idp.tokenRequests.authorization_code).toBe(before);
+    }
+    expect(h.audit.named("login.failure").some((e) => e.reason === "repeated callback parameter" && e.detail === name)).toBe(true);
+    expect((await agent.fetch(callback)).status).toBe(200);
   });
 
   it("expires the login-state cookie on success and on failure", async () => {

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { startHarness, type Harness } from "../fixtures/harness";
+import { OAuth2Client, OAuth2RequestError } from "arctic";
+import { CLIENT_ID, startHarness, type Harness } from "../fixtures/harness";
 
 interface Me {
   session: { idleExpiresAt: string };
@@ -7,6 +8,14 @@ interface Me {
 
 async function me(h: Harness, token: string, query = ""): Promise<Response> {
   return fetch(`${h.origin}/auth/me${query}`, { headers: { cookie: `__Host-Http-session=${token}` } });
+}
+
+/** The provider's answer to a refresh grant with this token, once the BFF's revocations are done. */
+async function refreshAtProvider(h: Harness, refreshToken: string): Promise<string> {
+  await h.bff.sessions.revocationsSettled();
+  const client = new OAuth2Client(CLIENT_ID, h.clientSecret, null);
+  const outcome = await client.refreshAccessToken(`${h.idp.issuer}/token`, refreshToken, []).catch((e: unknown) => e);
+  return outcome instanceof OAuth2RequestError ? outcome.code : "ok";
 }
 
 // Each test moves the BFF's clock hours ahead, so each gets its own BFF and provider.
@@ -26,6 +35,31 @@ describe("session timeouts", () => {
       h.clock.advance(1);
       expect((await me(h, token)).status).toBe(401);
       expect(h.audit.named("session.expired").length).toBeGreaterThan(0);
+    });
+
+    it("revokes the refresh token of a session found expired on use (SECURITY.md I43)", async () => {
+      const { token } = await h.login("lazy-expiry");
+      const refreshToken = h.idp.issued.refreshTokens.at(-1) ?? "";
+      h.clock.advance(1800 * 1000);
+      expect((await me(h, token)).status).toBe(401);
+      expect(await refreshAtProvider(h, refreshToken)).toBe("invalid_grant");
+    });
+
+    it("revokes the refresh tokens of the sessions the sweeper deletes, idle or past their absolute timeout", async () => {
+      const idle = await h.login("swept-idle");
+      const idleRefresh = h.idp.issued.refreshTokens.at(-1) ?? "";
+      const busy = await h.login("swept-busy");
+      const busyRefresh = h.idp.issued.refreshTokens.at(-1) ?? "";
+      for (let elapsed = 0; elapsed < 43200; elapsed += 1200) {
+        h.clock.advance(1200 * 1000);
+        if (elapsed + 1200 < 43200) expect((await me(h, busy.token)).status).toBe(200);
+      }
+      // What the sweeper runs every minute.
+      expect(h.bff.sessions.sweepExpired()).toBe(2);
+      expect(await refreshAtProvider(h, idleRefresh)).toBe("invalid_grant");
+      expect(await refreshAtProvider(h, busyRefresh)).toBe("invalid_grant");
+      expect(h.audit.named("session.expired").length).toBe(2);
+      expect((await me(h, idle.token)).status).toBe(401);
     });
 
     it("ends an active session at the absolute timeout", async () => {

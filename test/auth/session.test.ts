@@ -15,6 +15,25 @@ async function me(h: Harness, token: string, query = ""): Promise<Response> {
   return fetch(`${h.origin}/auth/me${query}`, { headers: { cookie: `__Host-Http-session=${token}` } });
 }
 
+/**
+ * What the provider answers a refresh grant with this refresh token, once every revocation
+ * the BFF started has been answered: "ok", or the OAuth error code.
+ */
+async function refreshAtProvider(h: Harness, refreshToken: string): Promise<string> {
+  await h.bff.sessions.revocationsSettled();
+  const client = new OAuth2Client(CLIENT_ID, h.clientSecret, null);
+  const outcome = await client.refreshAccessToken(`${h.idp.issuer}/token`, refreshToken, []).catch((e: unknown) => e);
+  return outcome instanceof OAuth2RequestError ? outcome.code : "ok";
+}
+
+/** Logs in and returns the session with the refresh token the provider issued for it. */
+async function loginWithGrant(h: Harness, name: string): Promise<{ agent: Agent; token: string; refreshToken: string }> {
+  const session = await h.login(name);
+  const refreshToken = h.idp.issued.refreshTokens.at(-1) ?? "";
+  expect(h.bff.sessions.readTokens(session.token.split(".")[0] ?? "")?.refreshToken).toBe(refreshToken);
+  return { ...session, refreshToken };
+}
+
 describe("sessions", () => {
   let h: Harness;
   beforeAll(async () => {
@@ -75,6 +94,30 @@ describe("sessions", () => {
       expect((await me(h, planted)).status).toBe(401);
     });
 
+    it("ends the session a browser had when it logs in again, though the cross-site callback carries no session cookie (issue 11 item 4)", async () => {
+      const first = await loginWithGrant(h, "relogger");
+      const [firstId] = first.token.split(".");
+      // GET /auth/login is same-site: the Strict cookie goes along. The callback comes from
+      // the provider's site, and a browser withholds it there; so does this agent.
+      const authorization = await first.agent.startLogin(h.origin);
+      const callback = await first.agent.authorize(authorization, "relogger", h.origin);
+      first.agent.clearCookie(h.origin, "__Host-Http-session");
+      const ended: string[] = [];
+      const stop = h.bff.events.onEnded((event) => ended.push(`${event.reason}:${event.sessionId}`));
+      expect((await first.agent.fetch(callback)).status).toBe(200);
+      stop();
+      const second = first.agent.cookie(h.origin, "__Host-Http-session") ?? "";
+      expect(second.split(".")[0]).not.toBe(firstId);
+      expect(ended).toEqual([`replaced:${firstId}`]);
+      expect((await me(h, first.token)).status).toBe(401);
+      const listed = (await (await first.agent.fetch(`${h.origin}/auth/sessions`)).json()) as { sessions: { id: string }[] };
+      expect(listed.sessions.map((s) => s.id)).toEqual([second.split(".")[0]]);
+      expect(h.audit.named("session.revoked").some((e) => e.reason === "replaced")).toBe(true);
+      // The ended session's grant goes with it; the new session's is untouched.
+      expect(await refreshAtProvider(h, first.refreshToken)).toBe("invalid_grant");
+      expect((await me(h, second)).status).toBe(200);
+    });
+
     it("reads the token from the cookie only: ?session= and Authorization are ignored", async () => {
       const { token } = await h.login("query-user");
       expect((await fetch(`${h.origin}/auth/me?session=${token}`)).status).toBe(401);
@@ -126,10 +169,7 @@ describe("sessions", () => {
       const [id] = token.split(".");
       expect(h.bff.db.sqlite.prepare("SELECT 1 FROM sessions WHERE id = ?").get(id)).toBeUndefined();
       // The provider no longer honours the refresh token.
-      const client = new OAuth2Client(CLIENT_ID, h.clientSecret, null);
-      const refused = await client.refreshAccessToken(`${h.idp.issuer}/token`, refreshToken, []).catch((e: unknown) => e);
-      expect(refused).toBeInstanceOf(OAuth2RequestError);
-      expect((refused as OAuth2RequestError).code).toBe("invalid_grant");
+      expect(await refreshAtProvider(h, refreshToken)).toBe("invalid_grant");
       expect(h.audit.named("session.logged_out").length).toBeGreaterThan(0);
     });
 
@@ -173,6 +213,44 @@ describe("sessions", () => {
       expect(revoked.status).toBe(204);
       expect((await me(h, phone.token)).status).toBe(401);
       expect((await me(h, laptop.token)).status).toBe(200);
+    });
+
+    it("revokes the refresh token of a session revoked from the list (SECURITY.md I43)", async () => {
+      const laptop = await loginWithGrant(h, "grant-revoker");
+      const phone = await loginWithGrant(h, "grant-revoker");
+      const phoneId = phone.token.split(".")[0];
+      expect((await laptop.agent.fetch(`${h.origin}/auth/sessions/${phoneId}`, { method: "DELETE", headers: h.csrf() })).status).toBe(204);
+      expect(await refreshAtProvider(h, phone.refreshToken)).toBe("invalid_grant");
+    });
+
+    it("revokes the refresh tokens of all other sessions, and none of the current one's", async () => {
+      const a = await loginWithGrant(h, "grant-purger");
+      const b = await loginWithGrant(h, "grant-purger");
+      const c = await loginWithGrant(h, "grant-purger");
+      expect((await a.agent.fetch(`${h.origin}/auth/sessions`, { method: "DELETE", headers: h.csrf() })).status).toBe(204);
+      expect(await refreshAtProvider(h, b.refreshToken)).toBe("invalid_grant");
+      expect(await refreshAtProvider(h, c.refreshToken)).toBe("invalid_grant");
+      expect(h.audit.named("token.revoke.failed")).toEqual([]);
+      // Last: a successful refresh rotates a's refresh token behind the BFF's back.
+      expect(await refreshAtProvider(h, a.refreshToken)).toBe("ok");
+    });
+
+    it("ends the session at once when the provider is down, and audits the failed revocation", async () => {
+      const laptop = await loginWithGrant(h, "down-revoker");
+      const phone = await loginWithGrant(h, "down-revoker");
+      h.idp.setUnreachable(true);
+      try {
+        const revoked = await laptop.agent.fetch(`${h.origin}/auth/sessions/${phone.token.split(".")[0]}`, { method: "DELETE", headers: h.csrf() });
+        expect(revoked.status).toBe(204);
+        expect((await me(h, phone.token)).status).toBe(401);
+        await h.bff.sessions.revocationsSettled();
+      } finally {
+        h.idp.setUnreachable(false);
+      }
+      const failed = h.audit.named("token.revoke.failed");
+      expect(failed.length).toBe(1);
+      expect(failed[0]).toMatchObject({ provider: "demo" });
+      expect(h.audit.text()).not.toContain(phone.refreshToken);
     });
 
     it("revokes all other sessions and keeps the current one", async () => {

@@ -1,8 +1,9 @@
 import { mkdirSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chromium, type Browser, type BrowserContext, type Page, type Response } from "playwright-core";
+import { OAuth2Client, OAuth2RequestError } from "arctic";
 import { startStack } from "../fixtures/stack";
-import type { Harness } from "../fixtures/harness";
+import { CLIENT_ID, type Harness } from "../fixtures/harness";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
@@ -165,6 +166,52 @@ describe("the game in a real Chromium (issue 5, SECURITY.md A1, C12, F30)", () =
     await second.locator("#status[data-state=ended]").waitFor();
     await second.locator("#ended", { hasText: "Your session ended" }).waitFor({ state: "visible" });
     await first.locator("#login-view").waitFor({ state: "visible" });
+    await context.close();
+  });
+
+  it("logging in again ends the first session: gone from /auth/sessions, its cookie refused, its grant revoked (issue 11 item 4, SECURITY.md A3, I43)", async () => {
+    const context = await browser.newContext();
+    const page = await newPage(context);
+    await login(page, "Gus");
+    const firstCookie = (await context.cookies(h.origin)).find((c) => c.name === "__Host-Http-session")?.value ?? "";
+    const firstId = firstCookie.split(".")[0];
+    const firstRefreshToken = h.idp.issued.refreshTokens.at(-1) ?? "";
+    expect(firstId).toMatch(/^[a-z2-7]{26}$/);
+    // Log in again from the logged-in page, as a link on it would: a same-origin navigation
+    // to /auth/login, then the provider's sign-in form on another site (its own session is
+    // gone, as after signing out there), then the callback. That navigation starts on the
+    // provider's page, so Chromium sends it without the Strict session cookie.
+    await context.clearCookies({ domain: "127.0.0.1" });
+    const callbackCookies: Promise<string>[] = [];
+    page.on("request", (request) => {
+      if (request.url().includes("/auth/callback/")) callbackCookies.push(request.allHeaders().then((headers) => headers.cookie ?? ""));
+    });
+    await page.evaluate(() => {
+      window.location.assign("/auth/login/demo?returnTo=%2F");
+    });
+    await page.waitForURL(/127\.0\.0\.1:\d+\/interaction\//);
+    await page.fill("input[name=login]", "Gus");
+    await page.click("button[type=submit]");
+    await page.waitForURL(`${h.origin}/`);
+    await page.locator("#player-name", { hasText: "Gus" }).waitFor();
+    await page.locator("#status[data-state=connected]").waitFor();
+    const sent = await Promise.all(callbackCookies);
+    expect(sent).toHaveLength(1);
+    expect(sent[0]).toContain("__Host-Http-login=");
+    expect(sent[0]).not.toContain("__Host-Http-session");
+
+    const secondCookie = (await context.cookies(h.origin)).find((c) => c.name === "__Host-Http-session")?.value ?? "";
+    expect(secondCookie).not.toBe(firstCookie);
+    const listed = (await page.evaluate(() => fetch("/auth/sessions").then((r) => r.json()))) as { sessions: { id: string; current: boolean }[] };
+    expect(listed.sessions.map((s) => [s.id, s.current])).toEqual([[secondCookie.split(".")[0], true]]);
+    const refused = await fetch(`${h.origin}/auth/me`, { headers: { cookie: `__Host-Http-session=${firstCookie}` } });
+    expect(refused.status).toBe(401);
+    expect(h.audit.named("session.revoked").some((e) => e.reason === "replaced")).toBe(true);
+    await h.bff.sessions.revocationsSettled();
+    const client = new OAuth2Client(CLIENT_ID, h.clientSecret, null);
+    const grant = await client.refreshAccessToken(`${h.idp.issuer}/token`, firstRefreshToken, []).catch((e: unknown) => e);
+    expect(grant instanceof OAuth2RequestError ? grant.code : "ok").toBe("invalid_grant");
+    expect(observed.get(page)?.violations).toEqual([]);
     await context.close();
   });
 
