@@ -69,6 +69,8 @@ const SHUTDOWN_DEADLINE_MS = REQUEST_TIMEOUT_MS;
 const HEARTBEAT_MS = 30_000;
 const RECHECK_MS = 30_000;
 const SHUTDOWN_CLOSE_GRACE_MS = 1_000;
+// How long a /readyz answer about the game backend is reused.
+const READINESS_CACHE_MS = 2_000;
 
 /** The composition root: builds every part from the configuration and starts serving. */
 export async function startPortcullis(config: Config, options: PortcullisOptions = {}): Promise<Portcullis> {
@@ -115,7 +117,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
     signer,
     audit,
     clock,
-    isBackendReady: () => probe(config.gameBackendURL),
+    isBackendReady: cachedProbe(() => probe(config.gameBackendURL), clock),
     mount: (app) => {
       app.route("/auth", wsTicketRoutes({ tickets, audit, clock, rateLimit: config.rateLimits.ticket }));
       app.route(
@@ -221,6 +223,30 @@ export function createHTTPServer(options: { headersTimeoutMs?: number; requestTi
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
   });
   return server;
+}
+
+/**
+ * /readyz is unauthenticated and unthrottled, so without this every call would be one
+ * request to the game backend (2,000 calls, 2,000 probes): an amplifier aimed at our own
+ * backend. The answer is reused for `ttlMs` on the injected clock, and callers that arrive
+ * while a probe runs share it: at most one probe in flight, and at most one per `ttlMs`.
+ */
+export function cachedProbe(probe: () => Promise<boolean>, clock: Clock, ttlMs: number = READINESS_CACHE_MS): () => Promise<boolean> {
+  let cached: { value: boolean; until: number } | null = null;
+  let inFlight: Promise<boolean> | null = null;
+  return function isReady(): Promise<boolean> {
+    if (cached !== null && clock.now() < cached.until) return Promise.resolve(cached.value);
+    inFlight ??= probe()
+      .catch(() => false)
+      .then((value) => {
+        cached = { value, until: clock.now() + ttlMs };
+        return value;
+      })
+      .finally(() => {
+        inFlight = null;
+      });
+    return inFlight;
+  };
 }
 
 /** True when something answers HTTP at the game backend's base URL within 2 s. */
