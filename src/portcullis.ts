@@ -14,6 +14,8 @@ import type { Config, NamedKey } from "./config";
 import { hmacSHA256 } from "./crypto/hash";
 import { TokenCipher } from "./crypto/token-cipher";
 import { openDatabase, type Database } from "./db/database";
+import { answerClientErrors, refusalBeforeApp } from "./http/errors";
+import { securityHeaderList } from "./http/headers";
 import { AssertionSigner } from "./proxy/assertion";
 import { TokenRefresher } from "./proxy/refresh";
 import { apiRoutes } from "./proxy/relay";
@@ -140,7 +142,15 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
   server.maxConnections = config.maxConnections;
   // maxHeaderSize is a creation option; for a server made elsewhere the process default
   // (16 KiB since Node 14) already applies. Larger headers get 431.
-  server.on("request", getRequestListener(app.fetch));
+  // What Node or @hono/node-server refuses before Hono runs carries the same headers as
+  // every answer from the app (SECURITY.md F31); the CSP names the same provider origins.
+  const securityHeaders = securityHeaderList({
+    publicOrigin: config.publicOrigin,
+    formActionOrigins: [...new Set([...providers.values()].map((p) => p.authorizationOrigin))],
+    connectOrigins: [],
+  });
+  server.on("request", getRequestListener(app.fetch, { errorHandler: refusalBeforeApp(securityHeaders) }));
+  answerClientErrors(server, securityHeaders);
   server.on(
     "upgrade",
     createUpgradeGate({
@@ -221,6 +231,9 @@ export function createHTTPServer(options: { headersTimeoutMs?: number; requestTi
     requestTimeout: options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS,
     connectionsCheckingInterval: Math.min(1_000, options.headersTimeoutMs ?? 1_000),
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    // Node's own refusal of an HTTP/1.1 request without Host is a bare 400 written before
+    // any listener runs; without it, @hono/node-server refuses it and the answer is ours.
+    requireHostHeader: false,
   });
   return server;
 }
