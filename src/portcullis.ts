@@ -1,5 +1,5 @@
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { isIPv4, type AddressInfo, type Socket } from "node:net";
 import type { Writable } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
 import { createApp } from "./app";
@@ -140,6 +140,9 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
 
   const server = options.server ?? createHTTPServer();
   server.maxConnections = config.maxConnections;
+  // Behind a proxy every connection comes from the proxy: a per-address cap would cap the
+  // proxy, so it is the proxy's job there (README).
+  if (config.trustProxy === 0) capConnectionsPerAddress(server, config.maxConnectionsPerIP, audit);
   // maxHeaderSize is a creation option; for a server made elsewhere the process default
   // (16 KiB since Node 14) already applies. Larger headers get 431.
   // What Node or @hono/node-server refuses before Hono runs carries the same headers as
@@ -236,6 +239,69 @@ export function createHTTPServer(options: { headersTimeoutMs?: number; requestTi
     requireHostHeader: false,
   });
   return server;
+}
+
+/**
+ * SECURITY.md I39: `maxConnections` alone lets one client take every slot (10,000 idle
+ * connections from one address and nobody else gets in; the header timeout does not help,
+ * as connections that never send a byte are cheap to hold). Connections are counted per
+ * address when the server accepts them and the excess is destroyed at once, before a
+ * byte is read. An upgraded WebSocket keeps its connection, so it keeps counting until it
+ * closes. An address's first refusal is audited, not each one, until all its connections
+ * are gone: a flood must not become a flood of log lines (I38).
+ */
+export function capConnectionsPerAddress(server: Server, cap: number, audit: AuditLog): void {
+  const open = new Map<string, number>();
+  const refusing = new Set<string>();
+  server.on("connection", (socket: Socket) => {
+    const address = socket.remoteAddress;
+    if (address === undefined) {
+      // Already gone (reset before we saw it): nothing to count.
+      socket.destroy();
+      return;
+    }
+    const group = addressGroup(address);
+    const count = open.get(group) ?? 0;
+    if (count >= cap) {
+      if (!refusing.has(group)) {
+        refusing.add(group);
+        audit.write("request.refused", { reason: "connection_cap", ip: group, detail: `more than ${cap} connections from one address` });
+      }
+      socket.destroy();
+      return;
+    }
+    open.set(group, count + 1);
+    socket.once("close", () => {
+      const left = (open.get(group) ?? 1) - 1;
+      if (left === 0) {
+        // Only an address that has gone away entirely gets a fresh audit line next time.
+        open.delete(group);
+        refusing.delete(group);
+      } else {
+        open.set(group, left);
+      }
+    });
+  });
+}
+
+/**
+ * The unit one client is counted by: an IPv4 address (also when mapped into IPv6), or the
+ * /64 of an IPv6 address, since one host usually has a whole /64 to pick addresses from.
+ */
+export function addressGroup(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped?.[1] !== undefined) return mapped[1];
+  if (isIPv4(address) || !address.includes(":")) return address;
+  const bare = address.split("%")[0] ?? address;
+  const [head = "", tail] = bare.split("::");
+  const words = (part: string): string[] => (part === "" ? [] : part.split(":").flatMap((w) => (w.includes(".") ? ["0", "0"] : [w])));
+  const before = words(head);
+  const after = tail === undefined ? [] : words(tail);
+  const full = [...before, ...Array<string>(Math.max(0, 8 - before.length - after.length)).fill("0"), ...after];
+  return `${full
+    .slice(0, 4)
+    .map((w) => Number.parseInt(w, 16).toString(16))
+    .join(":")}::/64`;
 }
 
 /**
