@@ -1,4 +1,4 @@
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { isIPv4, type AddressInfo, type Socket } from "node:net";
 import type { Writable } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
@@ -14,7 +14,7 @@ import type { Config, NamedKey } from "./config";
 import { hmacSHA256 } from "./crypto/hash";
 import { TokenCipher } from "./crypto/token-cipher";
 import { openDatabase, type Database } from "./db/database";
-import { answerClientErrors, refusalBeforeApp } from "./http/errors";
+import { answerClientErrors, refusalBeforeApp, refusedForMissingHost } from "./http/errors";
 import { securityHeaderList } from "./http/headers";
 import { AssertionSigner } from "./proxy/assertion";
 import { TokenRefresher } from "./proxy/refresh";
@@ -152,7 +152,11 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
     formActionOrigins: [...new Set([...providers.values()].map((p) => p.authorizationOrigin))],
     connectOrigins: [],
   });
-  server.on("request", getRequestListener(app.fetch, { errorHandler: refusalBeforeApp(securityHeaders) }));
+  const listener = getRequestListener(app.fetch, { errorHandler: refusalBeforeApp(securityHeaders) });
+  server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+    if (refusedForMissingHost(req, res, securityHeaders)) return;
+    void listener(req, res);
+  });
   answerClientErrors(server, securityHeaders);
   server.on(
     "upgrade",

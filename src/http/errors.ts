@@ -73,6 +73,24 @@ export function refusalBeforeApp(securityHeaders: [string, string][]): (error: u
   };
 }
 
+/**
+ * RFC 9112 3.2: an HTTP/1.1 request without Host is a 400, whatever its target (Node's own
+ * check is turned off so that this answer, not its bare one, goes out). Written on the
+ * ServerResponse before @hono/node-server sees the request, which would otherwise accept
+ * an absolute-form target in place of the missing Host.
+ */
+export function refusedForMissingHost(req: IncomingMessage, res: ServerResponse, securityHeaders: [string, string][]): boolean {
+  if (req.headers.host !== undefined || req.httpVersionMajor !== 1 || req.httpVersionMinor !== 1) return false;
+  const body = JSON.stringify({ error: "bad_request", message: "An HTTP/1.1 request needs a Host header." });
+  res.writeHead(400, [
+    ...securityHeaders.flat(),
+    ...["Content-Type", "application/json; charset=utf-8", "Cache-Control", "no-store", "Connection", "close"],
+    ...["Content-Length", String(Buffer.byteLength(body))],
+  ]);
+  res.end(body);
+  return true;
+}
+
 const CLIENT_ERRORS: Record<string, { status: number; error: string; message: string }> = {
   HPE_HEADER_OVERFLOW: { status: 431, error: "headers_too_large", message: "The request headers are larger than 16 KiB." },
   HPE_CHUNK_EXTENSIONS_OVERFLOW: { status: 413, error: "too_large", message: "The chunk extensions are too large." },

@@ -76,6 +76,7 @@ describe("hostile HTTP clients (SECURITY.md H35, H36)", () => {
     ["a Host with userinfo", "GET /healthz HTTP/1.1\r\nHost: localhost@evil.example\r\n\r\n", 400],
     ["no Host in HTTP/1.1", "GET /healthz HTTP/1.1\r\n\r\n", 400],
     ["no Host in HTTP/1.0", "GET /healthz HTTP/1.0\r\n\r\n", 400],
+    ["an absolute-form target and no Host in HTTP/1.1", "GET http://localhost/healthz HTTP/1.1\r\n\r\n", 400],
     ["a backslash in the path", "GET /auth\\..\\healthz HTTP/1.1\r\nHost: localhost\r\n\r\n", 400],
     ["a broken absolute-form target", "GET http://[::1/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n", 400],
     ["an absolute-form target with a backslash", "GET http://localhost\\evil/ HTTP/1.1\r\nHost: localhost\r\n\r\n", 400],
