@@ -65,6 +65,12 @@ export interface Config {
   upstreamsFile: string | null;
   auditLogPath: string | null;
   maxConnections: number;
+  /**
+   * Concurrent connections from one address (an IPv6 /64 counts as one), so a single
+   * client cannot hold the whole `maxConnections` (SECURITY.md I39). Only enforced when
+   * `trustProxy` is 0: behind a proxy every connection comes from the proxy.
+   */
+  maxConnectionsPerIP: number;
   rateLimits: {
     /** Every other /auth/* request (me, sessions, logout). */
     auth: RateLimitConfig;
@@ -177,6 +183,7 @@ export function loadConfig(env: Env): Config {
     upstreamsFile: read.optional("UPSTREAMS_FILE"),
     auditLogPath: read.optional("AUDIT_LOG_PATH"),
     maxConnections: read.integer("MAX_CONNECTIONS", 10_000, { min: 1 }),
+    maxConnectionsPerIP: read.integer("MAX_CONNECTIONS_PER_IP", 256, { min: 1, max: 1_000_000 }),
     rateLimits: {
       auth: read.rateLimit("RATE_LIMIT_AUTH", { rate: 10, burst: 100 }),
       login: read.rateLimit("RATE_LIMIT_LOGIN", { rate: 1, burst: 20 }),

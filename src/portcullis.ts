@@ -1,5 +1,5 @@
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { isIPv4, type AddressInfo, type Socket } from "node:net";
 import type { Writable } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
 import { createApp } from "./app";
@@ -14,6 +14,8 @@ import type { Config, NamedKey } from "./config";
 import { hmacSHA256 } from "./crypto/hash";
 import { TokenCipher } from "./crypto/token-cipher";
 import { openDatabase, type Database } from "./db/database";
+import { answerClientErrors, refusalBeforeApp, refusedForMissingHost } from "./http/errors";
+import { securityHeaderList } from "./http/headers";
 import { AssertionSigner } from "./proxy/assertion";
 import { TokenRefresher } from "./proxy/refresh";
 import { apiRoutes } from "./proxy/relay";
@@ -69,6 +71,8 @@ const SHUTDOWN_DEADLINE_MS = REQUEST_TIMEOUT_MS;
 const HEARTBEAT_MS = 30_000;
 const RECHECK_MS = 30_000;
 const SHUTDOWN_CLOSE_GRACE_MS = 1_000;
+// How long a /readyz answer about the game backend is reused.
+const READINESS_CACHE_MS = 2_000;
 
 /** The composition root: builds every part from the configuration and starts serving. */
 export async function startPortcullis(config: Config, options: PortcullisOptions = {}): Promise<Portcullis> {
@@ -115,7 +119,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
     signer,
     audit,
     clock,
-    isBackendReady: () => probe(config.gameBackendURL),
+    isBackendReady: cachedProbe(() => probe(config.gameBackendURL), clock),
     mount: (app) => {
       app.route("/auth", wsTicketRoutes({ tickets, audit, clock, rateLimit: config.rateLimits.ticket }));
       app.route(
@@ -136,9 +140,24 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
 
   const server = options.server ?? createHTTPServer();
   server.maxConnections = config.maxConnections;
+  // Behind a proxy every connection comes from the proxy: a per-address cap would cap the
+  // proxy, so it is the proxy's job there (README).
+  if (config.trustProxy === 0) capConnectionsPerAddress(server, config.maxConnectionsPerIP, audit);
   // maxHeaderSize is a creation option; for a server made elsewhere the process default
   // (16 KiB since Node 14) already applies. Larger headers get 431.
-  server.on("request", getRequestListener(app.fetch));
+  // What Node or @hono/node-server refuses before Hono runs carries the same headers as
+  // every answer from the app (SECURITY.md F31); the CSP names the same provider origins.
+  const securityHeaders = securityHeaderList({
+    publicOrigin: config.publicOrigin,
+    formActionOrigins: [...new Set([...providers.values()].map((p) => p.authorizationOrigin))],
+    connectOrigins: [],
+  });
+  const listener = getRequestListener(app.fetch, { errorHandler: refusalBeforeApp(securityHeaders) });
+  server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+    if (refusedForMissingHost(req, res, securityHeaders)) return;
+    void listener(req, res);
+  });
+  answerClientErrors(server, securityHeaders);
   server.on(
     "upgrade",
     createUpgradeGate({
@@ -219,8 +238,98 @@ export function createHTTPServer(options: { headersTimeoutMs?: number; requestTi
     requestTimeout: options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS,
     connectionsCheckingInterval: Math.min(1_000, options.headersTimeoutMs ?? 1_000),
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    // Node's own refusal of an HTTP/1.1 request without Host is a bare 400 written before
+    // any listener runs; without it, @hono/node-server refuses it and the answer is ours.
+    requireHostHeader: false,
   });
   return server;
+}
+
+/**
+ * SECURITY.md I39: `maxConnections` alone lets one client take every slot (10,000 idle
+ * connections from one address and nobody else gets in; the header timeout does not help,
+ * as connections that never send a byte are cheap to hold). Connections are counted per
+ * address when the server accepts them and the excess is destroyed at once, before a
+ * byte is read. An upgraded WebSocket keeps its connection, so it keeps counting until it
+ * closes. An address's first refusal is audited, not each one, until all its connections
+ * are gone: a flood must not become a flood of log lines (I38).
+ */
+export function capConnectionsPerAddress(server: Server, cap: number, audit: AuditLog): void {
+  const open = new Map<string, number>();
+  const refusing = new Set<string>();
+  server.on("connection", (socket: Socket) => {
+    const address = socket.remoteAddress;
+    if (address === undefined) {
+      // Already gone (reset before we saw it): nothing to count.
+      socket.destroy();
+      return;
+    }
+    const group = addressGroup(address);
+    const count = open.get(group) ?? 0;
+    if (count >= cap) {
+      if (!refusing.has(group)) {
+        refusing.add(group);
+        audit.write("request.refused", { reason: "connection_cap", ip: group, detail: `more than ${cap} connections from one address` });
+      }
+      socket.destroy();
+      return;
+    }
+    open.set(group, count + 1);
+    socket.once("close", () => {
+      const left = (open.get(group) ?? 1) - 1;
+      if (left === 0) {
+        // Only an address that has gone away entirely gets a fresh audit line next time.
+        open.delete(group);
+        refusing.delete(group);
+      } else {
+        open.set(group, left);
+      }
+    });
+  });
+}
+
+/**
+ * The unit one client is counted by: an IPv4 address (also when mapped into IPv6), or the
+ * /64 of an IPv6 address, since one host usually has a whole /64 to pick addresses from.
+ */
+export function addressGroup(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped?.[1] !== undefined) return mapped[1];
+  if (isIPv4(address) || !address.includes(":")) return address;
+  const bare = address.split("%")[0] ?? address;
+  const [head = "", tail] = bare.split("::");
+  const words = (part: string): string[] => (part === "" ? [] : part.split(":").flatMap((w) => (w.includes(".") ? ["0", "0"] : [w])));
+  const before = words(head);
+  const after = tail === undefined ? [] : words(tail);
+  const full = [...before, ...Array<string>(Math.max(0, 8 - before.length - after.length)).fill("0"), ...after];
+  return `${full
+    .slice(0, 4)
+    .map((w) => Number.parseInt(w, 16).toString(16))
+    .join(":")}::/64`;
+}
+
+/**
+ * /readyz is unauthenticated and unthrottled, so without this every call would be one
+ * request to the game backend (2,000 calls, 2,000 probes): an amplifier aimed at our own
+ * backend. The answer is reused for `ttlMs` on the injected clock, and callers that arrive
+ * while a probe runs share it: at most one probe in flight, and at most one per `ttlMs`.
+ */
+export function cachedProbe(probe: () => Promise<boolean>, clock: Clock, ttlMs: number = READINESS_CACHE_MS): () => Promise<boolean> {
+  let cached: { value: boolean; until: number } | null = null;
+  let inFlight: Promise<boolean> | null = null;
+  return function isReady(): Promise<boolean> {
+    if (cached !== null && clock.now() < cached.until) return Promise.resolve(cached.value);
+    inFlight ??= probe()
+      .catch(() => false)
+      .then((value) => {
+        cached = { value, until: clock.now() + ttlMs };
+        return value;
+      })
+      .finally(() => {
+        inFlight = null;
+      });
+    return inFlight;
+  };
 }
 
 /** True when something answers HTTP at the game backend's base URL within 2 s. */

@@ -106,4 +106,12 @@ describe("#loadConfig", () => {
       expect.arrayContaining([expect.stringContaining('key id "a" appears twice'), expect.stringContaining("kid:base64key")]),
     );
   });
+
+  it("caps connections per address at 256 unless MAX_CONNECTIONS_PER_IP says otherwise, and checks it", () => {
+    expect(loadConfig({}).maxConnectionsPerIP).toBe(256);
+    expect(loadConfig({ MAX_CONNECTIONS_PER_IP: "32" }).maxConnectionsPerIP).toBe(32);
+    for (const value of ["0", "-1", "many", "1.5", "2000000"]) {
+      expect(problemsOf({ MAX_CONNECTIONS_PER_IP: value }), value).toEqual([expect.stringContaining("MAX_CONNECTIONS_PER_IP")]);
+    }
+  });
 });

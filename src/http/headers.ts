@@ -10,10 +10,10 @@ export interface SecurityHeadersOptions {
 }
 
 /**
- * SECURITY.md F on every answer, 404s and refusals included: it runs after the handler and
- * after `onError`, so nothing leaves without these headers.
+ * The fixed security headers of SECURITY.md F, as name/value pairs: what the middleware
+ * sets on every answer, and what the refusals written before Hono runs carry too.
  */
-export function securityHeadersMiddleware(options: SecurityHeadersOptions): MiddlewareHandler<AppEnv> {
+export function securityHeaderList(options: SecurityHeadersOptions): [string, string][] {
   const wsOrigin = options.publicOrigin.replace(/^http/, "ws");
   const csp = [
     "default-src 'self'",
@@ -40,6 +40,16 @@ export function securityHeadersMiddleware(options: SecurityHeadersOptions): Midd
     // The public origin is https (directly or behind a TLS proxy): pin it (ASVS 12.1).
     fixed.push(["Strict-Transport-Security", "max-age=31536000; includeSubDomains"]);
   }
+  return fixed;
+}
+
+/**
+ * SECURITY.md F on every answer, 404s and refusals included: it runs after the handler and
+ * after `onError`, so nothing leaves without these headers. (What Node or
+ * @hono/node-server refuses before Hono runs gets them in portcullis.ts.)
+ */
+export function securityHeadersMiddleware(options: SecurityHeadersOptions): MiddlewareHandler<AppEnv> {
+  const fixed = securityHeaderList(options);
   return async function securityHeaders(c, next) {
     await next();
     const headers = c.res.headers;

@@ -29,6 +29,9 @@ const UPSTREAM_TIMEOUT_MS = 30_000;
 // the BFF sets itself (SECURITY.md D21). `expect` is the BFF's to answer (RFC 9110 10.1.1),
 // and undici's fetch refuses to send it. The client's `accept-encoding` goes too: undici asks
 // for what it can decode and decodes it, so the body we stream back is always plain.
+// A list of families rather than an allowlist: a game's own headers (its X-Game-Version, a
+// content type, an idempotency key) reach it without anyone naming them in our
+// configuration, and every family here is one the upstream's framework gives meaning to.
 const STRIPPED_REQUEST_HEADERS = new Set([
   "connection",
   "keep-alive",
@@ -47,14 +50,41 @@ const STRIPPED_REQUEST_HEADERS = new Set([
   "authorization",
   "forwarded",
   "x-csrf",
+  // SECURITY.md I42. Headers some upstream frameworks obey as if they were the request line:
+  // a browser must not pick the method (a GET with X-HTTP-Method-Override: DELETE passes our
+  // per-route method allowlist as a GET) or the URL (IIS/Symfony read X-Original-URL and
+  // X-Rewrite-URL after the path was checked, getting round SECURITY.md D20).
+  "x-http-method-override",
+  "x-http-method",
+  "x-method-override",
+  "x-original-url",
+  "x-original-uri",
+  "x-original-path",
+  "x-rewrite-url",
+  "x-override-url",
+  "x-envoy-original-path",
+  "x-original-host",
+  "x-host",
+  "x-http-host-override",
   // Client-address headers some frameworks trust like X-Forwarded-For: a browser must not
-  // be able to pick the address the upstream logs or rate-limits.
-  "x-real-ip",
-  "x-client-ip",
+  // be able to pick the address the upstream logs or rate-limits. The family is also caught
+  // by CLIENT_ADDRESS_HEADER below, for the vendor variants not listed here.
+  "client-ip",
   "true-client-ip",
+  "x-client-ip",
+  "x-real-ip",
+  "x-originating-ip",
+  "x-remote-ip",
+  "x-remote-addr",
+  "fastly-client-ip",
   "cf-connecting-ip",
   "x-cluster-client-ip",
+  "x-proxyuser-ip",
 ]);
+// Any name whose last dash-separated word is an address (`…-ip`, `…-ipv6`, `…-addr`,
+// `x-azure-clientip`): a new CDN's variant of the family is stripped without a code change.
+// Anchored, no nested repetition: linear on any input (SECURITY.md I37).
+const CLIENT_ADDRESS_HEADER = /(?:^|-)(?:ip|ipv4|ipv6|addr|clientip|socketip)$/;
 const STRIPPED_RESPONSE_HEADERS = new Set([
   "connection",
   "keep-alive",
@@ -74,7 +104,25 @@ const STRIPPED_RESPONSE_HEADERS = new Set([
   // Our own policy headers win over the upstream's (and every access-control-* goes too:
   // CONTRACT.md, no CORS and never a reflected Origin).
   "content-security-policy",
+  "content-security-policy-report-only",
   "strict-transport-security",
+  // SECURITY.md I42: headers that make the browser act on our origin's behalf. Refresh
+  // navigates (an open redirect with no Location to rewrite), Alt-Svc moves our origin's
+  // later traffic to another host or port, Link preloads or preconnects anywhere (and can
+  // carry rel=stylesheet in some engines).
+  "refresh",
+  "alt-svc",
+  "link",
+  // The same reasoning for their cousins: a wider service-worker scope for a script the
+  // upstream serves, report endpoints (the browser would post our URLs to the upstream's
+  // choice), client-hint requests, and cross-origin timing access.
+  "service-worker-allowed",
+  "report-to",
+  "reporting-endpoints",
+  "nel",
+  "accept-ch",
+  "critical-ch",
+  "timing-allow-origin",
 ]);
 
 /**
@@ -103,7 +151,7 @@ export function apiRoutes(deps: APIRelayDeps): Hono<AppEnv> {
     const headers = new Headers();
     const connectionListed = listedInConnection(c.req.raw.headers);
     for (const [name, value] of c.req.raw.headers) {
-      if (STRIPPED_REQUEST_HEADERS.has(name) || name.startsWith("x-forwarded-") || connectionListed.has(name)) continue;
+      if (STRIPPED_REQUEST_HEADERS.has(name) || name.startsWith("x-forwarded-") || CLIENT_ADDRESS_HEADER.test(name) || connectionListed.has(name)) continue;
       headers.set(name, value);
     }
     headers.set("x-forwarded-for", c.var.clientIP);

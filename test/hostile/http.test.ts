@@ -69,6 +69,40 @@ describe("hostile HTTP clients (SECURITY.md H35, H36)", () => {
     expect(response.startsWith("HTTP/1.1 413")).toBe(true);
   });
 
+  // Requests refused before Hono runs: by @hono/node-server (it cannot build a Request) or
+  // by Node's parser. SECURITY.md F31: every refusal carries the headers and the JSON shape.
+  const refusedBeforeApp: [string, string, number][] = [
+    ["a Host with a space", "GET /healthz HTTP/1.1\r\nHost: exa mple.com\r\n\r\n", 400],
+    ["a Host with userinfo", "GET /healthz HTTP/1.1\r\nHost: localhost@evil.example\r\n\r\n", 400],
+    ["no Host in HTTP/1.1", "GET /healthz HTTP/1.1\r\n\r\n", 400],
+    ["no Host in HTTP/1.0", "GET /healthz HTTP/1.0\r\n\r\n", 400],
+    ["an absolute-form target and no Host in HTTP/1.1", "GET http://localhost/healthz HTTP/1.1\r\n\r\n", 400],
+    ["a backslash in the path", "GET /auth\\..\\healthz HTTP/1.1\r\nHost: localhost\r\n\r\n", 400],
+    ["a broken absolute-form target", "GET http://[::1/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n", 400],
+    ["an absolute-form target with a backslash", "GET http://localhost\\evil/ HTTP/1.1\r\nHost: localhost\r\n\r\n", 400],
+    ["a header line without a colon", "GET /healthz HTTP/1.1\r\nHost: localhost\r\nBad Header\r\n\r\n", 400],
+    ["a control character in the target", "GET /\u0001 HTTP/1.1\r\nHost: localhost\r\n\r\n", 400],
+    ["headers over 16 KiB", `GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: ${"a".repeat(20 * 1024)}\r\n\r\n`, 431],
+  ];
+  it.each(refusedBeforeApp)("answers %s with the JSON error and every security header", async (_name, request, status) => {
+    const expected = await fetch(`${h.origin}/healthz`);
+    const { response } = await rawRequest(port, [request]);
+    const [head = "", body = ""] = response.split("\r\n\r\n");
+    const [statusLine, ...lines] = head.split("\r\n");
+    expect(statusLine).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+    const headers = new Headers(lines.map((line): [string, string] => [line.slice(0, line.indexOf(":")), line.slice(line.indexOf(":") + 1).trim()]));
+    for (const name of ["content-security-policy", "x-content-type-options", "cross-origin-opener-policy", "cross-origin-resource-policy", "referrer-policy", "x-frame-options"]) {
+      expect(headers.get(name), name).toBe(expected.headers.get(name));
+      expect(headers.get(name), name).not.toBeNull();
+    }
+    expect(headers.get("content-type")).toBe("application/json; charset=utf-8");
+    expect(headers.get("cache-control")).toBe("no-store");
+    expect(headers.get("x-powered-by")).toBeNull();
+    const parsed: unknown = JSON.parse(body);
+    expect(parsed).toMatchObject({ error: expect.any(String), message: expect.any(String) });
+    expect((await fetch(`${h.origin}/healthz`)).status).toBe(200);
+  });
+
   it.each([
     ["a cookie header of 12 KiB", { cookie: `a=${"x".repeat(12 * 1024)}` }, "401"],
     ["300 cookies", { cookie: Array.from({ length: 300 }, (_, i) => `c${i}=v`).join("; ") }, "401"],

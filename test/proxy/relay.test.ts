@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AssertionVerifier } from "../../src/demo/verify-assertion";
@@ -127,6 +128,75 @@ describe("/api relay (CONTRACT.md Identity for upstreams, SECURITY.md D20–D21,
     }
     expect(seen?.headers["x-forwarded-proto"]).toBe("http");
     expect(seen?.body.toString()).toBe(JSON.stringify({ score: 1 }));
+  });
+
+  // SECURITY.md I42: the method, the URL and the client's address are the BFF's to state.
+  const overrideHeaders: [string, string][] = [
+    ["x-http-method-override", "DELETE"],
+    ["x-http-method", "DELETE"],
+    ["x-method-override", "DELETE"],
+    ["x-original-url", "/admin"],
+    ["x-original-uri", "/admin"],
+    ["x-rewrite-url", "/admin"],
+    ["x-override-url", "/admin"],
+    ["x-original-host", "evil.example"],
+    ["x-host", "evil.example"],
+    ["client-ip", "6.6.6.6"],
+    ["true-client-ip", "6.6.6.6"],
+    ["x-client-ip", "6.6.6.6"],
+    ["x-real-ip", "6.6.6.6"],
+    ["x-originating-ip", "6.6.6.6"],
+    ["x-remote-ip", "6.6.6.6"],
+    ["x-remote-addr", "6.6.6.6"],
+    ["fastly-client-ip", "6.6.6.6"],
+    ["cf-connecting-ip", "6.6.6.6"],
+    ["cf-connecting-ipv6", "::6"],
+    ["x-cluster-client-ip", "6.6.6.6"],
+    ["x-proxyuser-ip", "6.6.6.6"],
+    ["x-azure-clientip", "6.6.6.6"],
+    ["X-Forwarded-Host", "evil.example"],
+  ];
+  it.each(overrideHeaders)("never sends the browser's %s upstream", async (name, value) => {
+    const before = upstream.requests.length;
+    const response = await api("/api/game/profile", { headers: { [name]: value, "x-game-version": "7" } });
+    expect(response.status).toBe(200);
+    // Still a GET to the path asked for, with the game's own headers intact.
+    expect(await response.json()).toMatchObject({ method: "GET", url: "/api/game/profile" });
+    const seen = upstream.requests.slice(before);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]?.headers[name.toLowerCase()]).toBeUndefined();
+    expect(seen[0]?.headers["x-game-version"]).toBe("7");
+  });
+
+  // What an upstream answers must not make the browser navigate, move our origin's traffic
+  // elsewhere, fetch for us, or report to someone else.
+  const answerHeaders: [string, string][] = [
+    ["refresh", "0; url=https://evil.example/"],
+    ["alt-svc", 'h2="evil.example:443"; ma=86400'],
+    ["link", "<https://evil.example/x.css>; rel=preload; as=style"],
+    ["service-worker-allowed", "/"],
+    ["report-to", '{"group":"g","max_age":1,"endpoints":[{"url":"https://evil.example/r"}]}'],
+    ["reporting-endpoints", 'g="https://evil.example/r"'],
+    ["nel", '{"report_to":"g","max_age":1}'],
+    ["accept-ch", "Sec-CH-UA-Platform-Version"],
+    ["timing-allow-origin", "*"],
+    ["content-security-policy-report-only", "default-src 'none'; report-uri https://evil.example/r"],
+  ];
+  it.each(answerHeaders)("never lets the upstream's %s reach the browser", async (name, value) => {
+    const path = `/api/game/answer-${name}`;
+    const setHeader = (req: IncomingMessage, res: ServerResponse): void => {
+      // The echo upstream answers with writeHead, which keeps headers set before it.
+      if (req.url === path) res.setHeader(name, value);
+    };
+    upstream.server.prependListener("request", setHeader);
+    try {
+      const response = await api(path);
+      expect(response.status).toBe(200);
+      expect(response.headers.get("x-upstream")).toBe("yes");
+      expect(response.headers.get(name)).toBeNull();
+    } finally {
+      upstream.server.off("request", setHeader);
+    }
   });
 
   it("passes a 204 through, and keeps the answer out of shared caches unless the upstream chose a policy", async () => {
