@@ -71,6 +71,7 @@ const SHUTDOWN_DEADLINE_MS = REQUEST_TIMEOUT_MS;
 const HEARTBEAT_MS = 30_000;
 const RECHECK_MS = 30_000;
 const SHUTDOWN_CLOSE_GRACE_MS = 1_000;
+const REVOCATION_GRACE_MS = 2_000;
 // How long a /readyz answer about the game backend is reused.
 const READINESS_CACHE_MS = 2_000;
 
@@ -105,6 +106,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
   const attempts = new LoginAttemptStore(db, cipher, clock, randomBytes);
   const signer = new AssertionSigner(signingKeys, config.publicOrigin, clock, randomBytes);
   const refresher = new TokenRefresher(sessions, providers, audit, clock);
+  sessions.setGrantRevoker((grant) => refresher.revokeGrant(grant));
   const tickets = new TicketStore(db, clock, randomBytes, config.wsTicketTTLSeconds);
   const registry = new SocketRegistry(events, sessions);
   registry.start({ heartbeatMs: options.ws?.heartbeatMs ?? HEARTBEAT_MS, recheckMs: options.ws?.recheckMs ?? RECHECK_MS });
@@ -220,6 +222,9 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
         });
         server.closeIdleConnections();
       });
+      // Refresh-token revocations already started (SECURITY.md I43) get a short, bounded
+      // wait: a provider that hangs must not hold the shutdown.
+      await Promise.race([sessions.revocationsSettled(), new Promise((resolve) => setTimeout(resolve, REVOCATION_GRACE_MS).unref())]);
       audit.flush();
       db.close();
     },

@@ -18,8 +18,9 @@ const REFRESH_AHEAD_MS = 60_000;
  * (Two processes can still both reach the provider in the same instant; preventing that
  * would take a lease column on the session row.)
  *
- * It also answers for the other end of a grant's life: it is the session store's revoker,
- * so whatever ends a session revokes its refresh token at the provider (SECURITY.md I43).
+ * It also answers for the other end of a grant's life: {@link revokeGrant} is the session
+ * store's revoker, so whatever ends a session revokes its refresh token at the provider
+ * (SECURITY.md I43).
  */
 export class TokenRefresher {
   private readonly inflight = new Map<string, Promise<string>>();
@@ -29,12 +30,13 @@ export class TokenRefresher {
     private readonly providers: Map<string, Provider>,
     private readonly audit: AuditLog,
     private readonly clock: Clock,
-  ) {
-    sessions.setGrantRevoker((grant) => this.revoke(grant));
-  }
+  ) {}
 
-  /** RFC 7009 revocation of an ended session's refresh token, where the provider has it. */
-  private async revoke(grant: EndedGrant): Promise<void> {
+  /**
+   * RFC 7009 revocation of an ended session's refresh token, where the provider has it.
+   * The composition root makes this the session store's revoker.
+   */
+  async revokeGrant(grant: EndedGrant): Promise<void> {
     const provider = this.providers.get(grant.provider);
     if (provider?.revoke) {
       await provider.revoke(grant.refreshToken);
