@@ -61,7 +61,7 @@ interface Me {
 }
 
 /**
- * SECURITY.md A5 / BBA (draft-ietf-oauth-browser-based-apps 6.1): when the provider says how
+ * SECURITY.md A5 / BBA: when the provider says how
  * long its refresh token lives, the session ends no later than that, at login and again at
  * each refresh. The identity provider is the real oidc-provider; only its token answers
  * gain the lifetime field.
