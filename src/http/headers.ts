@@ -61,8 +61,13 @@ export function securityHeadersMiddleware(options: SecurityHeadersOptions): Midd
     if (type !== null && /^(text\/|application\/(json|javascript|manifest\+json))/i.test(type) && !/charset=/i.test(type)) {
       headers.set("content-type", `${type}; charset=utf-8`);
     }
+    // SECURITY.md A7: an answer that sets a cookie is never cached, whatever the handler
+    // asked for (RFC 9111 5.2.2.5). The targeted fields go too: CDN-Cache-Control (RFC 9213
+    // 2.1) and the older Surrogate-Control override Cache-Control at the caches they name.
     if (headers.has("set-cookie") || c.var.noStore) {
       headers.set("Cache-Control", "no-store");
+      headers.delete("CDN-Cache-Control");
+      headers.delete("Surrogate-Control");
     }
   };
 }
