@@ -39,7 +39,9 @@ describe("no-store wherever a cookie is set (SECURITY.md A7)", () => {
     it("answers a refused callback, which expires the login-state cookie, with no-store", async () => {
       const agent = h.agent();
       const callback = await agent.authorize(await agent.startLogin(h.origin), "no-store-refused", h.origin);
-      callback.searchParams.set("state", "x".repeat(43));
+      // The provider says no: the attempt is spent and, as the browser's last, its cookie expired.
+      callback.searchParams.delete("code");
+      callback.searchParams.set("error", "access_denied");
       const response = await agent.fetch(callback);
       expect(response.status).toBe(400);
       expect(response.headers.getSetCookie()).not.toEqual([]);
