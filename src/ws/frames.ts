@@ -103,3 +103,57 @@ export function truncateReason(reason: string): string {
   while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end -= 1;
   return bytes.subarray(0, end).toString("utf8");
 }
+
+/**
+ * The bytes of a fragmented message held until its last fragment (RFC 6455 5.4), in one
+ * buffer that doubles as it fills. Holding each fragment as a Buffer of its own would cost
+ * an object (and a pool slice) per fragment, far more than the few bytes an empty or tiny
+ * fragment carries; here a fragment costs its bytes only, and the copying stays linear in
+ * the message's size (each byte is moved at most once per doubling: under 2 × in all).
+ * The buffer never grows past `capacityLimit`, the most a message may hold with its headers.
+ */
+export class MessageBuffer {
+  private buffer = Buffer.alloc(0);
+  private used = 0;
+  private copied = 0;
+
+  constructor(private readonly capacityLimit: number) {}
+
+  /** Bytes held. */
+  get length(): number {
+    return this.used;
+  }
+
+  /** Bytes copied since this buffer was made, moves included: the cost of holding (tests). */
+  get bytesCopied(): number {
+    return this.copied;
+  }
+
+  append(bytes: Buffer): void {
+    const needed = this.used + bytes.length;
+    if (needed > this.buffer.length) {
+      const grown = Buffer.allocUnsafe(Math.max(needed, Math.min(this.capacityLimit, Math.max(1024, this.buffer.length * 2))));
+      this.buffer.copy(grown, 0, 0, this.used);
+      this.copied += this.used;
+      this.buffer = grown;
+    }
+    bytes.copy(this.buffer, this.used);
+    this.copied += bytes.length;
+    this.used = needed;
+  }
+
+  /**
+   * The bytes held, which the caller now owns (a socket write keeps them until flushed);
+   * the buffer starts empty again with fresh memory.
+   */
+  take(): Buffer {
+    const bytes = this.buffer.subarray(0, this.used);
+    this.clear();
+    return bytes;
+  }
+
+  clear(): void {
+    this.buffer = Buffer.alloc(0);
+    this.used = 0;
+  }
+}

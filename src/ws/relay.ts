@@ -10,6 +10,7 @@ import {
   CONTINUATION,
   MAX_CONTROL_PAYLOAD,
   MESSAGE_TOO_BIG,
+  MessageBuffer,
   NORMAL_CLOSURE,
   NO_STATUS_RECEIVED,
   PING,
@@ -33,6 +34,12 @@ export interface RelayLimits {
   maxMessageBytes: number;
   /** Stop reading one side while the other has more than this waiting to be written (1 MiB). */
   highWaterBytes: number;
+  /**
+   * How long the backend's answers to what the browser sent before a frame the relay
+   * refused are still relayed, before the browser gets its close (default 1 s; the
+   * gate's `limits` may set it).
+   */
+  refusalGraceMs?: number;
 }
 
 export interface RelayDeps {
@@ -60,12 +67,17 @@ const CLOSE_TIMEOUT_MS = 1_000;
  * goes no further.
  */
 const PING_PAYLOAD_BYTES = 8;
+/** See {@link RelayLimits.refusalGraceMs}. */
+const REFUSAL_GRACE_MS = 1_000;
 /**
- * A fragmented message may have at most this many fragments. Browsers never fragment;
- * without a cap, empty continuation frames would grow what the relay holds without
- * growing the message.
+ * The fewest fragments a message may always have, whatever its size limit. Browsers never
+ * fragment; other clients (and Autobahn's 9.x cases) do.
  */
-const MAX_FRAGMENTS = 128;
+const MIN_FRAGMENT_CAP = 128;
+/** The average fragment size that a message at the size limit may be cut into. */
+const SMALLEST_AVERAGE_FRAGMENT = 64;
+/** The largest frame header: 2 bytes, an 8-byte length, a 4-byte mask key (RFC 6455 5.2). */
+const MAX_HEADER_BYTES = 14;
 /** What the frame reader returns for a malformed frame, after refusing it. */
 const FAILED = -1;
 
@@ -73,6 +85,23 @@ const FAILED = -1;
 const FORWARD = 0; // written on to the other side as it arrives, byte for byte
 const HOLD = 1; // kept until its message is complete (a fragmented message), then written
 const DISCARD = 2; // dropped: the relay is closing
+
+/**
+ * How many fragments a message may have under a size limit of `maxMessageBytes`: enough
+ * for a message at the limit cut into 64-byte fragments (Autobahn 9.3/9.4 cut 4 MiB into
+ * 64-byte ones), and never fewer than 128. The cap follows WS_MAX_MESSAGE_BYTES so the two
+ * cannot contradict each other, and it still bounds what empty continuation frames could
+ * add to a held message without growing its size: their headers, at most 14 bytes each,
+ * so a held message never exceeds {@link maxHeldBytes}.
+ */
+export function maxFragments(maxMessageBytes: number): number {
+  return Math.max(MIN_FRAGMENT_CAP, Math.ceil(maxMessageBytes / SMALLEST_AVERAGE_FRAGMENT));
+}
+
+/** The most a fragmented message held whole can take: its payload at the limit and every header. */
+export function maxHeldBytes(maxMessageBytes: number): number {
+  return maxMessageBytes + maxFragments(maxMessageBytes) * MAX_HEADER_BYTES;
+}
 
 /**
  * Relays one browser socket to its backend socket and back, after both handshakes.
@@ -97,6 +126,8 @@ export class Relay implements LiveConnection {
   /** When the browser last sent a message (ms, the injected clock); 0 before the first. */
   lastMessageAt = 0;
   readonly limits: RelayLimits;
+  /** The fragment cap that follows from the size limit ({@link maxFragments}). */
+  readonly maxFragments: number;
   private readonly browser: Side;
   private readonly backend: Side;
   private readonly clock: Clock;
@@ -106,6 +137,8 @@ export class Relay implements LiveConnection {
   private tokens: number;
   private refilledAt: number;
   private closeTimer: NodeJS.Timeout | null = null;
+  /** Ends the grace after the browser was refused: see {@link refuse}. */
+  private graceTimer: NodeJS.Timeout | null = null;
   private retired = false;
   /** The close code the browser sent or was sent, and why: the one audit event. */
   private outcome: { code: number; reason: string } | null = null;
@@ -116,6 +149,7 @@ export class Relay implements LiveConnection {
     this.sessionId = deps.sessionId;
     this.accountId = deps.accountId;
     this.limits = deps.limits;
+    this.maxFragments = maxFragments(deps.limits.maxMessageBytes);
     this.clock = deps.clock;
     this.audit = deps.audit;
     this.onClosed = deps.onClosed;
@@ -191,15 +225,17 @@ export class Relay implements LiveConnection {
    * behind the data we chose not to read, and the other side's heartbeat covers the stall.
    */
   heartbeat(): void {
+    // A side being closed is neither judged nor pinged: a browser refused but not yet told
+    // (see refuse) is no longer read, so its pong could not be seen.
     for (const side of [this.browser, this.backend]) {
-      if (!side.alive && !side.paused && !side.closeSent) {
+      if (!side.alive && !side.paused && !side.closeSent && side.pendingClose === null) {
         this.record(ABNORMAL_CLOSURE, `${side.role} missed a pong`);
         side.socket.destroy();
         return;
       }
     }
     for (const side of [this.browser, this.backend]) {
-      if (side.closeSent) continue;
+      if (side.closeSent || side.pendingClose !== null) continue;
       side.alive = false;
       side.pingPayload = randomBytes(PING_PAYLOAD_BYTES);
       side.send(controlFrame(PING, side.pingPayload, { mask: side.role === "backend" }));
@@ -229,7 +265,7 @@ export class Relay implements LiveConnection {
    * `side` broke a rule (a malformed frame, a message too big or in too many fragments):
    * it is told why with `code`, and the other side hears of an ordinary end — towards the
    * browser that is 1014, since the backend failed and the client should reconnect with
-   * backoff.
+   * backoff. A browser is told last, after the backend's answers in flight (see below).
    */
   refuse(side: Side, code: number, reason: string): void {
     // RFC 6455 7.1.7: after a protocol error the connection is failed, not closed
@@ -237,8 +273,27 @@ export class Relay implements LiveConnection {
     if (code === PROTOCOL_ERROR) side.failed = true;
     const peerCode = side.role === "backend" ? BACKEND_UNAVAILABLE : NORMAL_CLOSURE;
     this.record(side.role === "browser" ? code : peerCode, `${side.role}: ${reason}`);
-    this.sendClose(side, code, reason);
-    this.sendClose(side.peer, peerCode, side.role === "backend" ? "backend unavailable" : "");
+    // Already refused, and waiting out its grace: the first refusal stands.
+    if (side.pendingClose !== null) return;
+    if (side.role === "backend" || side.closeSent) {
+      this.sendClose(side, code, reason);
+      this.sendClose(side.peer, peerCode, side.role === "backend" ? "backend unavailable" : "");
+      return;
+    }
+    // Fail in order, as an endpoint would: the messages the browser sent before the frame
+    // refused have reached the backend, and the answers it sends before it reads our close
+    // are on their way. A server refusing the frame itself would have sent them before its
+    // close, so they still reach the browser; its close follows once the backend has
+    // closed (or left), or when the grace ends. Nothing the browser sent after the frame
+    // refused goes on: the backend is told to close at once.
+    side.pendingClose = { code, reason };
+    this.sendClose(side.peer, peerCode, "");
+    // The close timer starts with the browser's close frame instead, so that the browser
+    // gets its full time to answer it.
+    this.stopTimer(this.closeTimer);
+    this.closeTimer = null;
+    this.graceTimer = setTimeout(() => this.sendClose(side, code, reason), this.limits.refusalGraceMs ?? REFUSAL_GRACE_MS);
+    this.graceTimer.unref();
   }
 
   /**
@@ -284,7 +339,11 @@ export class Relay implements LiveConnection {
   private sendClose(side: Side, code: number, reason: string): void {
     if (side.closeSent || side.gone) return;
     side.closeSent = true;
-    side.send(closeFrame(code, reason, { mask: side.role === "backend" }));
+    // A browser refused during its grace is told why it was refused, whatever ended the
+    // grace: the backend's close, its leaving, the session's end.
+    const close = side.pendingClose ?? { code, reason };
+    if (side.pendingClose !== null) this.stopTimer(this.graceTimer);
+    side.send(closeFrame(close.code, close.reason, { mask: side.role === "backend" }));
     // Nothing more is forwarded to `side`, so its peer need not be held back for it: the
     // peer's own close answer must not sit unread behind backpressure.
     side.peer.resume();
@@ -308,8 +367,13 @@ export class Relay implements LiveConnection {
     if (this.outcome === null) this.outcome = { code, reason };
   }
 
+  private stopTimer(timer: NodeJS.Timeout | null): void {
+    if (timer !== null) clearTimeout(timer);
+  }
+
   private finish(): void {
-    if (this.closeTimer !== null) clearTimeout(this.closeTimer);
+    this.stopTimer(this.closeTimer);
+    this.stopTimer(this.graceTimer);
     this.retire();
     const { code, reason } = this.outcome ?? { code: ABNORMAL_CLOSURE, reason: "closed" };
     this.audit.write("ws.closed", { sessionId: this.sessionId, code, reason });
@@ -332,7 +396,7 @@ class Side {
   private mode = FORWARD;
   private inMessage = false;
   private messageBytes = 0;
-  private held: Buffer[] = [];
+  private readonly held: MessageBuffer;
   private runStart = -1;
   /** Frames of the relay's own, waiting for the peer's frame in flight to end. */
   private outbox: Buffer[] = [];
@@ -347,6 +411,8 @@ class Side {
   closeReceived = false;
   /** Sent a malformed frame: nothing more is read from it (RFC 6455 7.1.7). */
   failed = false;
+  /** The close this side will get once the backend's answers in flight have passed (see Relay.refuse). */
+  pendingClose: { code: number; reason: string } | null = null;
   gone = false;
 
   constructor(
@@ -355,6 +421,7 @@ class Side {
     readonly role: "browser" | "backend",
   ) {
     this.incomingMasked = role === "browser";
+    this.held = new MessageBuffer(maxHeldBytes(relay.limits.maxMessageBytes));
   }
 
   start(): void {
@@ -501,7 +568,7 @@ class Side {
       if (this.messageBytes > this.relay.limits.maxMessageBytes) {
         this.flushRun(chunk, at);
         this.relay.refuse(this, MESSAGE_TOO_BIG, "message too big");
-      } else if (this.fragments > MAX_FRAGMENTS) {
+      } else if (this.fragments > this.relay.maxFragments) {
         this.flushRun(chunk, at);
         this.relay.refuse(this, POLICY_VIOLATION, "too many fragments");
       } else if (opcode !== CONTINUATION && this.role === "browser" && !this.relay.takeToken()) {
@@ -519,7 +586,7 @@ class Side {
       if (!this.peer.open) {
         // RFC 6455 5.5.1: no data after a close frame; the relay is closing, and drops it.
         this.mode = DISCARD;
-        this.held.length = 0;
+        this.held.clear();
       } else {
         this.mode = HOLD;
         this.hold(chunk.subarray(at, at + headerLength));
@@ -565,8 +632,8 @@ class Side {
     if (this.mode === HOLD && !this.inMessage) {
       this.flushRun(chunk, at);
       // Written only while the peer may still have data: never after our close frame.
-      if (this.peer.open) this.peer.write(Buffer.concat(this.held));
-      this.held = [];
+      if (this.peer.open) this.peer.write(this.held.take());
+      else this.held.clear();
     }
     if (this.peer.outbox.length > 0) {
       this.flushRun(chunk, at);
@@ -586,7 +653,7 @@ class Side {
    * came from, and a message of one-byte fragments could pin megabytes.
    */
   private hold(bytes: Buffer): void {
-    this.held.push(Buffer.from(bytes));
+    this.held.append(bytes);
   }
 
   /** Writes on the bytes of whole frames read since `runStart`, in one write. */

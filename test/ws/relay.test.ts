@@ -7,7 +7,7 @@ import { FUZZ_SEED, prng } from "../fixtures/prng";
 import { startRawBackend, type RawBackend } from "../fixtures/raw-backend";
 import { OP, closePayload, decodeFrames, encodeFrame, type DecodedFrame } from "../fixtures/raw-frames";
 import { closeOf, inbox, mintTicket, nextMessage, openSocket, upgradeLines } from "../fixtures/ws-client";
-import { Relay } from "../../src/ws/relay";
+import { Relay, maxFragments } from "../../src/ws/relay";
 
 function relayOf(h: Harness, token: string): Relay {
   const [sessionId = ""] = token.split(".");
@@ -84,6 +84,38 @@ function closeCodeOf(frames: DecodedFrame[]): number | undefined {
 }
 
 const tick = (ms = 5): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The frames a server must fail the connection on, modelled on Autobahn 3.2–3.4 (RSV bits),
+ * 4.1.3–4.1.5 and 4.2.3–4.2.5 (reserved opcodes) and 5.15 (a continuation with nothing to
+ * continue): the first byte of a masked frame carrying "reserved".
+ */
+const BAD_FRAMES: [string, number][] = [
+  ["RSV1 set", 0x80 | 0x40 | OP.text],
+  ["RSV2 set", 0x80 | 0x20 | OP.text],
+  ["RSV3 set", 0x80 | 0x10 | OP.text],
+  ...[3, 4, 5, 6, 7].map((op): [string, number] => [`reserved opcode ${op}`, 0x80 | op]),
+  ...[0xb, 0xc, 0xd, 0xe, 0xf].map((op): [string, number] => [`reserved control opcode 0x${op.toString(16)}`, 0x80 | op]),
+  ["a continuation with nothing to continue", 0x80 | OP.continuation],
+];
+
+function badFrame(firstByte: number): Buffer {
+  const frame = encodeFrame(OP.text, "reserved", { masked: true });
+  frame[0] = firstByte;
+  return frame;
+}
+
+const VALID = "Hello, world!";
+
+/** A message cut into masked fragments of `size` bytes (the last one takes the rest). */
+function fragmented(data: Buffer, size: number): Buffer {
+  const frames: Buffer[] = [];
+  for (let at = 0; at < data.length; at += size) {
+    const end = Math.min(data.length, at + size);
+    frames.push(encodeFrame(at === 0 ? OP.binary : OP.continuation, data.subarray(at, end), { masked: true, fin: end === data.length }));
+  }
+  return Buffer.concat(frames);
+}
 
 /** Sends `chunk` from the backend side until `done()` holds (bounded: at most 64 MiB). */
 async function floodUntil(server: { send(data: Buffer, options: { binary: boolean }): void } | undefined, chunk: Buffer, done: () => boolean): Promise<void> {
@@ -340,7 +372,7 @@ describe("the relay (SECURITY.md E24–E28)", () => {
     raw.destroy();
   });
 
-  it("closes with 1008 a message in more than 128 fragments, forwarding none of it", async () => {
+  it("closes with 1008 a message in more fragments than the cap (128 at a 1 KiB limit), forwarding none of it", async () => {
     const { token } = await h.login("many-fragments");
     const raw = await rawSocket(h, token, await mintTicket(h, token));
     const out = received(raw);
@@ -351,6 +383,38 @@ describe("the relay (SECURITY.md E24–E28)", () => {
     await out.closed;
     expect(closeCodeOf(out.frames)).toBe(1008);
     expect(backend.received.length).toBe(before);
+  });
+
+  // Autobahn against a `ws` echo backend: the direct server echoes the valid message, then
+  // closes with 1002. Through the relay, the echo must not be lost to the refusal.
+  it.each(BAD_FRAMES)("echoes a message sent just before a frame with %s, then closes with 1002; the backend gets nothing after it", async (_name, firstByte) => {
+    const { token } = await h.login(`bad-frame-${firstByte}`);
+    const raw = await rawSocket(h, token, await mintTicket(h, token));
+    const out = received(raw);
+    const before = backend.received.length;
+    const closes = backend.closes.length;
+    // What follows the bad frame, a message and a ping, must never reach the backend.
+    raw.write(Buffer.concat([encodeFrame(OP.text, VALID, { masked: true }), badFrame(firstByte), encodeFrame(OP.text, "after", { masked: true }), encodeFrame(OP.ping, "after", { masked: true })]));
+    await out.closed;
+    expect(out.frames.map((f) => f.opcode)).toEqual([OP.text, OP.close]);
+    expect(out.frames[0]?.payload.toString()).toBe(VALID);
+    expect(closeCodeOf(out.frames)).toBe(1002);
+    expect(backend.received.slice(before)).toEqual([{ data: Buffer.from(VALID), isBinary: false }]);
+    // The backend was closed by the relay (1000), not failed by a bad frame of its own.
+    await until(() => backend.closes.length > closes, "the backend's close");
+    expect(backend.closes.at(-1)?.code).toBe(1000);
+  });
+
+  it("echoes a message sent just before one over the limit, then closes with 1009", async () => {
+    const { token } = await h.login("big-after-valid");
+    const raw = await rawSocket(h, token, await mintTicket(h, token));
+    const out = received(raw);
+    const before = backend.received.length;
+    raw.write(Buffer.concat([encodeFrame(OP.text, VALID, { masked: true }), encodeFrame(OP.binary, Buffer.alloc(1025, 3), { masked: true })]));
+    await out.closed;
+    expect(out.frames.map((f) => f.opcode)).toEqual([OP.text, OP.close]);
+    expect(closeCodeOf(out.frames)).toBe(1009);
+    expect(backend.received.slice(before)).toEqual([{ data: Buffer.from(VALID), isBinary: false }]);
   });
 
   it("counts the browser's pings and pongs against its message rate: a flood of them closes with 1008", async () => {
@@ -517,6 +581,65 @@ describe("the relay towards the backend, byte by byte (a raw backend)", () => {
     expect(connection?.frames.find((f) => f.opcode === OP.close)?.payload.readUInt16BE(0)).toBe(1000);
   });
 
+  it.each(BAD_FRAMES.flatMap(([name, firstByte]) => ["in one write", "in separate writes"].map((mode): [string, string, number] => [name, mode, firstByte])))(
+    "after a frame with %s (%s): the backend gets the message before it and our close, nothing after; its late answer reaches the browser before the 1002",
+    async (_name, mode, firstByte) => {
+      const { token } = await h.login(`raw-bad-${firstByte}-${mode.length}`);
+      const raw = await rawSocket(h, token, await mintTicket(h, token));
+      raw.setNoDelay(true);
+      const out = received(raw);
+      const relay = relayOf(h, token);
+      const connection = backend.connections.at(-1);
+      const frames = [encodeFrame(OP.text, VALID, { masked: true }), badFrame(firstByte), encodeFrame(OP.text, "after", { masked: true }), encodeFrame(OP.ping, "after", { masked: true })];
+      const read = relay.bytesFromClient;
+      if (mode === "in one write") {
+        raw.write(Buffer.concat(frames));
+      } else {
+        // The valid message is at the backend before the bad frame leaves the browser.
+        raw.write(frames[0] ?? Buffer.alloc(0));
+        await until(() => (connection?.frames.length ?? 0) > 0, "the valid message at the backend");
+        for (const frame of frames.slice(1)) {
+          const sent = relay.bytesFromClient;
+          raw.write(frame);
+          await until(() => relay.bytesFromClient >= sent + frame.length, "the frame read");
+        }
+      }
+      const total = frames.reduce((n, f) => n + f.length, 0);
+      await until(() => relay.bytesFromClient >= read + total, "everything read");
+      await until(() => connection?.frames.some((f) => f.opcode === OP.close) ?? false, "the backend's close");
+      await tick(20);
+      expect(connection?.frames.map((f) => f.opcode)).toEqual([OP.text, OP.close]);
+      expect(connection?.frames[0]?.payload.toString()).toBe(VALID);
+      expect(connection?.frames[1]?.payload.readUInt16BE(0)).toBe(1000);
+      // The backend answers the message only now, after our close: the answer was on its way.
+      connection?.write(Buffer.concat([encodeFrame(OP.text, `echo: ${VALID}`, { masked: false }), encodeFrame(OP.close, closePayload(1000), { masked: false })]));
+      await out.closed;
+      expect(out.frames.map((f) => f.opcode)).toEqual([OP.text, OP.close]);
+      expect(out.frames[0]?.payload.toString()).toBe(`echo: ${VALID}`);
+      expect(closeCodeOf(out.frames)).toBe(1002);
+    },
+  );
+
+  it("closes the browser with 1002 when the grace ends and the backend never closed; the heartbeat neither pings nor drops it meanwhile", async () => {
+    const { token } = await h.login("silent-after-bad-frame");
+    const raw = await rawSocket(h, token, await mintTicket(h, token));
+    const out = received(raw);
+    const relay = relayOf(h, token);
+    const connection = backend.connections.at(-1);
+    raw.write(Buffer.concat([encodeFrame(OP.text, VALID, { masked: true }), badFrame(0x80 | 0x40 | OP.text)]));
+    await until(() => connection?.frames.some((f) => f.opcode === OP.close) ?? false, "the backend's close");
+    // Two heartbeat ticks: a browser pinged on the first would be dropped on the second,
+    // since it is no longer read and its pong could never count.
+    relay.heartbeat();
+    relay.heartbeat();
+    connection?.write(encodeFrame(OP.text, "late answer", { masked: false }));
+    await until(() => out.frames.length > 0, "the late answer");
+    await out.closed;
+    expect(out.frames.map((f) => f.opcode)).toEqual([OP.text, OP.close]);
+    expect(out.frames[0]?.payload.toString()).toBe("late answer");
+    expect(closeCodeOf(out.frames)).toBe(1002);
+  });
+
   it("writes no data to the backend after its close frame, not even a held message that completes later (RFC 6455 5.5.1)", async () => {
     const { token } = await h.login("data-after-close");
     const raw = await rawSocket(h, token, await mintTicket(h, token));
@@ -609,5 +732,88 @@ describe(`the relay's frame reader, seeded (seed ${FUZZ_SEED}; FUZZ_SEED replays
     })();
     expect(ws.readyState).toBe(1);
     ws.close();
+  });
+});
+
+describe("the fragment cap, which follows WS_MAX_MESSAGE_BYTES (Autobahn 9.3, 9.4)", () => {
+  it("allows a message at the size limit in 64-byte fragments, and never fewer than 128 fragments", () => {
+    expect(maxFragments(1024)).toBe(128);
+    expect(maxFragments(65_536)).toBe(1024);
+    expect(maxFragments(65_537)).toBe(1025);
+    expect(maxFragments(16 * 1024 * 1024)).toBe(262_144);
+  });
+
+  // A raw backend: `ws` 8.23 itself refuses more than 16,384 fragments (its maxFragments),
+  // and the relay passes fragments on as they came, so a `ws` backend would answer 1008.
+  describe("at WS_MAX_MESSAGE_BYTES = 16 MiB", () => {
+    let backend: RawBackend;
+    let h: Harness;
+    beforeAll(async () => {
+      backend = await startRawBackend();
+      h = await startHarness({ env: { GAME_BACKEND_URL: backend.url, WS_MAX_MESSAGE_BYTES: String(16 * 1024 * 1024) } });
+    });
+    afterAll(async () => {
+      await h.close();
+      await backend.close();
+    });
+
+    it("relays a 4 MiB message in 65,536 fragments of 64 bytes whole (Autobahn 9.3.1)", async () => {
+      const { token } = await h.login("many-small-fragments");
+      const raw = await rawSocket(h, token, await mintTicket(h, token));
+      const out = received(raw);
+      const connection = backend.connections.at(-1);
+      const data = Buffer.alloc(4 * 1024 * 1024);
+      for (let i = 0; i < data.length; i += 1) data[i] = (i * 31) & 0xff;
+      raw.write(fragmented(data, 64));
+      const whole = (): boolean => connection?.frames.at(-1)?.fin ?? false;
+      await Promise.race([until(whole, "the last fragment at the backend", 15_000), out.closed]);
+      expect(closeCodeOf(out.frames)).toBeUndefined();
+      const frames = connection?.frames ?? [];
+      expect(frames).toHaveLength(65_536);
+      expect(frames[0]?.opcode).toBe(OP.binary);
+      expect(frames.slice(1).every((f) => f.opcode === OP.continuation)).toBe(true);
+      expect(Buffer.concat(frames.map((f) => f.payload)).equals(data)).toBe(true);
+      raw.destroy();
+    });
+  });
+
+  describe("at the default WS_MAX_MESSAGE_BYTES (64 KiB)", () => {
+    let backend: RecordingBackend;
+    let h: Harness;
+    beforeAll(async () => {
+      backend = await startRecordingBackend({ echo: false });
+      h = await startHarness({ env: { GAME_BACKEND_URL: backend.url } });
+    });
+    afterAll(async () => {
+      await h.close();
+      await backend.close();
+    });
+
+    it("relays a message at the limit in 1,024 fragments whole", async () => {
+      const { token } = await h.login("fragments-at-limit");
+      const raw = await rawSocket(h, token, await mintTicket(h, token));
+      const out = received(raw);
+      const before = backend.received.length;
+      const data = Buffer.alloc(65_536, 5);
+      raw.write(fragmented(data, 64));
+      await Promise.race([until(() => backend.received.length > before, "the message at the backend"), out.closed]);
+      expect(closeCodeOf(out.frames)).toBeUndefined();
+      expect(backend.received.slice(before)).toEqual([{ data, isBinary: true }]);
+      raw.destroy();
+    });
+
+    it.each([
+      ["one byte over the size limit, in 1,009 fragments", 1009, 65_537, 65],
+      ["within the size limit but in 1,025 fragments", 1008, 1025 * 63, 63],
+    ])("refuses a message %s with %i, forwarding none of it", async (_name, code, size, fragmentSize) => {
+      const { token } = await h.login(`fragments-refused-${code}`);
+      const raw = await rawSocket(h, token, await mintTicket(h, token));
+      const out = received(raw);
+      const before = backend.received.length;
+      raw.write(fragmented(Buffer.alloc(size, 7), fragmentSize));
+      await out.closed;
+      expect(closeCodeOf(out.frames)).toBe(code);
+      expect(backend.received.length).toBe(before);
+    });
   });
 });
