@@ -134,6 +134,13 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       const account = session === null ? null : deps.accounts.find(session.accountId);
       if (session === null || account === null) throw new Refusal(401, "no_session", "no valid session");
       sessionId = session.id;
+      // SECURITY.md H34: per session as well as per IP, so one session cannot get around the
+      // limit from rotating addresses. Taken before the ticket: a refusal leaves it unspent.
+      const sessionRate = upgradeLimiter.take(`session:${session.id}`);
+      if (!sessionRate.allowed) {
+        audit.write("ratelimit.hit", { reason: "upgrade", ip, sessionId: session.id });
+        throw new Refusal(429, "rate_limited", "upgrade rate limit", { "Retry-After": String(sessionRate.retryAfterSeconds) });
+      }
       // 4. A one-time ticket, in the subprotocol header so it never reaches an access log.
       const ticket = protocols.find((p) => p.startsWith(TICKET_PREFIX))?.slice(TICKET_PREFIX.length);
       if (ticket === undefined) throw new Refusal(401, "bad_ticket", "no ticket");
