@@ -64,6 +64,8 @@ export interface Config {
   trustProxy: number;
   upstreamsFile: string | null;
   auditLogPath: string | null;
+  /** Rotate AUDIT_LOG_PATH to `<path>.1` before it grows past this; null: never (logrotate + SIGHUP). */
+  auditLogMaxBytes: number | null;
   maxConnections: number;
   rateLimits: {
     /** Every other /auth/* request (me, sessions, logout). */
@@ -138,6 +140,13 @@ export function loadConfig(env: Env): Config {
     problems.push("ASSERTION_SIGNING_KEYS is required outside demo mode (kid:base64-of-32-byte-Ed25519-seed,…)");
   }
 
+  const auditLogPath = read.optional("AUDIT_LOG_PATH");
+  const auditLogMaxBytes =
+    read.optional("AUDIT_LOG_MAX_BYTES") === null ? null : read.integer("AUDIT_LOG_MAX_BYTES", 0, { min: 65_536 });
+  if (auditLogMaxBytes !== null && auditLogPath === null) {
+    problems.push("AUDIT_LOG_MAX_BYTES is set but AUDIT_LOG_PATH is not: there is no file to rotate");
+  }
+
   const gameBackend = env.GAME_BACKEND_URL;
   let gameBackendURL: string | null = null;
   if (gameBackend !== undefined && gameBackend !== "") {
@@ -175,7 +184,8 @@ export function loadConfig(env: Env): Config {
       : null,
     trustProxy: read.integer("TRUST_PROXY", 0, { min: 0, max: 10 }),
     upstreamsFile: read.optional("UPSTREAMS_FILE"),
-    auditLogPath: read.optional("AUDIT_LOG_PATH"),
+    auditLogPath,
+    auditLogMaxBytes,
     maxConnections: read.integer("MAX_CONNECTIONS", 10_000, { min: 1 }),
     rateLimits: {
       auth: read.rateLimit("RATE_LIMIT_AUTH", { rate: 10, burst: 100 }),

@@ -88,6 +88,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
   const audit = createAuditLog({
     stream: options.auditStream,
     filePath: config.auditLogPath,
+    maxFileBytes: config.auditLogMaxBytes,
     hashKey: hmacSHA256((tokenKeys[0] as NamedKey).key, "portcullis audit session hash"),
     clock,
   });
@@ -117,7 +118,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
     clock,
     isBackendReady: () => probe(config.gameBackendURL),
     mount: (app) => {
-      app.route("/auth", wsTicketRoutes({ tickets, audit, clock, rateLimit: config.rateLimits.ticket }));
+      app.route("/auth", wsTicketRoutes({ tickets, audit }));
       app.route(
         "/api",
         apiRoutes({
@@ -201,7 +202,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
         });
         server.closeIdleConnections();
       });
-      audit.flush();
+      await audit.close();
       db.close();
     },
   };
