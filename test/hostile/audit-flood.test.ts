@@ -22,7 +22,9 @@ interface Child {
 
 async function startChild(dir: string, env: Record<string, string>, stdout: "ignore" | "pipe"): Promise<Child> {
   const port = await freePort();
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+  // A small, fixed heap: V8 would otherwise grow its heap lazily by tens of MiB under any
+  // flood, hiding (or faking) a backlog in the RSS figure. Old space beyond it is an OOM crash.
+  const child = spawn(process.execPath, ["--max-semi-space-size=1", "--max-old-space-size=96", "--import", "tsx", "src/main.ts"], {
     env: {
       PATH: process.env.PATH ?? "",
       HOME: process.env.HOME ?? "/tmp",
