@@ -79,7 +79,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const loginLimit = rateLimitMiddleware("login", new RateLimiter(config.rateLimits.login, deps.clock), audit);
   app.use("/auth/login/*", loginLimit);
   app.use("/auth/callback/*", loginLimit);
-  app.use("/auth/ws-ticket", rateLimitMiddleware("ticket", new RateLimiter(config.rateLimits.ticket, deps.clock), audit));
+  app.on("POST", "/auth/ws-ticket", rateLimitMiddleware("ticket", new RateLimiter(config.rateLimits.ticket, deps.clock), audit));
   app.use("/api/*", rateLimitMiddleware("api", new RateLimiter(config.rateLimits.api, deps.clock), audit));
   const csrf = csrfMiddleware(config.allowedOrigins, audit);
   app.use("/auth/*", csrf);
