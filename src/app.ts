@@ -44,8 +44,8 @@ const METHODS_IN_USE = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE",
 
 /**
  * The HTTP side of Portcullis. The middleware order is the security model read top to
- * bottom: headers on everything, method allowlist, client IP, body limit, session, CSRF,
- * rate limits, then routes. No I/O happens here; `createApp` only wires.
+ * bottom: headers on everything, method allowlist, client IP, body limit, session, rate
+ * limits, CSRF, then routes. No I/O happens here; `createApp` only wires.
  */
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const { config, audit } = deps;
@@ -72,13 +72,18 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const session = sessionMiddleware(deps.sessions, deps.accounts);
   app.use("/auth/*", session);
   app.use("/api/*", session);
-  const csrf = csrfMiddleware(config.allowedOrigins, audit);
-  app.use("/auth/*", csrf);
-  app.use("/api/*", csrf);
+  // Rate limits before CSRF: a refusal must cost its sender a token too, or a flood of
+  // CSRF-less POSTs is answered (and audited) at full speed forever (SECURITY.md H34, I38).
+  // The session lookup above is one indexed read, so per-session keys still apply.
   app.use("/auth/*", rateLimitMiddleware("auth", new RateLimiter(config.rateLimits.auth, deps.clock), audit));
   const loginLimit = rateLimitMiddleware("login", new RateLimiter(config.rateLimits.login, deps.clock), audit);
   app.use("/auth/login/*", loginLimit);
   app.use("/auth/callback/*", loginLimit);
+  app.on("POST", "/auth/ws-ticket", rateLimitMiddleware("ticket", new RateLimiter(config.rateLimits.ticket, deps.clock), audit));
+  app.use("/api/*", rateLimitMiddleware("api", new RateLimiter(config.rateLimits.api, deps.clock), audit));
+  const csrf = csrfMiddleware(config.allowedOrigins, audit);
+  app.use("/auth/*", csrf);
+  app.use("/api/*", csrf);
 
   app.route("/auth", loginRoutes(deps));
   app.route("/auth", sessionRoutes(deps));
@@ -110,6 +115,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     errorHandler((error, c) => {
       audit.write("request.refused", {
         status: 500,
+        ip: c.var.clientIP,
         path: c.req.path,
         method: c.req.method,
         detail: error instanceof Error ? error.name : "unknown error",

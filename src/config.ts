@@ -64,6 +64,8 @@ export interface Config {
   trustProxy: number;
   upstreamsFile: string | null;
   auditLogPath: string | null;
+  /** Rotate AUDIT_LOG_PATH to `<path>.1` before it grows past this; null: never (logrotate + SIGHUP). */
+  auditLogMaxBytes: number | null;
   maxConnections: number;
   /**
    * Concurrent connections from one address (an IPv6 /64 counts as one), so a single
@@ -144,6 +146,13 @@ export function loadConfig(env: Env): Config {
     problems.push("ASSERTION_SIGNING_KEYS is required outside demo mode (kid:base64-of-32-byte-Ed25519-seed,…)");
   }
 
+  const auditLogPath = read.optional("AUDIT_LOG_PATH");
+  const auditLogMaxBytes =
+    read.optional("AUDIT_LOG_MAX_BYTES") === null ? null : read.integer("AUDIT_LOG_MAX_BYTES", 0, { min: 65_536 });
+  if (auditLogMaxBytes !== null && auditLogPath === null) {
+    problems.push("AUDIT_LOG_MAX_BYTES is set but AUDIT_LOG_PATH is not: there is no file to rotate");
+  }
+
   const gameBackend = env.GAME_BACKEND_URL;
   let gameBackendURL: string | null = null;
   if (gameBackend !== undefined && gameBackend !== "") {
@@ -181,7 +190,8 @@ export function loadConfig(env: Env): Config {
       : null,
     trustProxy: read.integer("TRUST_PROXY", 0, { min: 0, max: 10 }),
     upstreamsFile: read.optional("UPSTREAMS_FILE"),
-    auditLogPath: read.optional("AUDIT_LOG_PATH"),
+    auditLogPath,
+    auditLogMaxBytes,
     maxConnections: read.integer("MAX_CONNECTIONS", 10_000, { min: 1 }),
     maxConnectionsPerIP: read.integer("MAX_CONNECTIONS_PER_IP", 256, { min: 1, max: 1_000_000 }),
     rateLimits: {

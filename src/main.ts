@@ -82,6 +82,8 @@ async function main(): Promise<void> {
   };
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
+  // logrotate's `postrotate kill -HUP`: the audit file was moved away; start a new one.
+  process.on("SIGHUP", () => portcullis.audit.reopen());
 }
 
 /** The demo game backend on 127.0.0.1, unless GAME_BACKEND_URL names a real one. */

@@ -93,6 +93,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
   const audit = createAuditLog({
     stream: options.auditStream,
     filePath: config.auditLogPath,
+    maxFileBytes: config.auditLogMaxBytes,
     hashKey: hmacSHA256((tokenKeys[0] as NamedKey).key, "portcullis audit session hash"),
     clock,
   });
@@ -123,7 +124,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
     clock,
     isBackendReady: cachedProbe(() => probe(config.gameBackendURL), clock),
     mount: (app) => {
-      app.route("/auth", wsTicketRoutes({ tickets, audit, clock, rateLimit: config.rateLimits.ticket }));
+      app.route("/auth", wsTicketRoutes({ tickets, audit }));
       app.route(
         "/api",
         apiRoutes({
@@ -225,7 +226,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
       // Refresh-token revocations already started (SECURITY.md I43) get a short, bounded
       // wait: a provider that hangs must not hold the shutdown.
       await Promise.race([sessions.revocationsSettled(), new Promise((resolve) => setTimeout(resolve, REVOCATION_GRACE_MS).unref())]);
-      audit.flush();
+      await audit.close();
       db.close();
     },
   };

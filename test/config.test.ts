@@ -33,6 +33,15 @@ describe("#loadConfig", () => {
     });
   });
 
+  it("reads AUDIT_LOG_MAX_BYTES (null when unset) and refuses a tiny cap or one without AUDIT_LOG_PATH", () => {
+    expect(loadConfig({}).auditLogMaxBytes).toBeNull();
+    expect(loadConfig({ AUDIT_LOG_PATH: "/var/log/portcullis/audit.log", AUDIT_LOG_MAX_BYTES: "104857600" }).auditLogMaxBytes).toBe(104_857_600);
+    expect(problemsOf({ AUDIT_LOG_PATH: "a.log", AUDIT_LOG_MAX_BYTES: "100" })).toEqual(["AUDIT_LOG_MAX_BYTES: 100 is outside 65536…∞"]);
+    expect(problemsOf({ AUDIT_LOG_MAX_BYTES: "1000000" })).toEqual([
+      "AUDIT_LOG_MAX_BYTES is set but AUDIT_LOG_PATH is not: there is no file to rotate",
+    ]);
+  });
+
   it("reports every problem at once, before anything listens", () => {
     const problems = problemsOf({
       PORT: "eighty",

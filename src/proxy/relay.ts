@@ -6,7 +6,6 @@ import type { Session } from "../auth/session";
 import type { Clock } from "../clock";
 import type { RateLimitConfig } from "../config";
 import { refuse } from "../http/errors";
-import { RateLimiter, rateLimitMiddleware } from "../http/rate-limit";
 import type { AssertionSigner } from "./assertion";
 import type { TokenRefresher } from "./refresh";
 import { resolveUpstream, type UpstreamRoute } from "./upstreams";
@@ -132,10 +131,10 @@ const STRIPPED_RESPONSE_HEADERS = new Set([
  */
 export function apiRoutes(deps: APIRelayDeps): Hono<AppEnv> {
   const routes = new Hono<AppEnv>();
-  const limiter = rateLimitMiddleware("api", new RateLimiter(deps.rateLimit, deps.clock), deps.audit);
   const publicProto = new URL(deps.publicOrigin).protocol.replace(":", "");
 
-  routes.all("/*", limiter, async function relay(c) {
+  // RATE_LIMIT_API is taken in app.ts, before CSRF.
+  routes.all("/*", async function relay(c) {
     const { session, account } = requireSession(c);
     const resolved = resolveUpstream(deps.routes, c.env?.incoming?.url ?? new URL(c.req.url).pathname);
     if ("refusal" in resolved) {

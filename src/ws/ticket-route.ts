@@ -2,15 +2,15 @@ import { Hono } from "hono";
 import type { AppEnv } from "../app-env";
 import type { AuditLog } from "../audit/log";
 import { requireSession } from "../auth/routes";
-import type { Clock } from "../clock";
-import type { RateLimitConfig } from "../config";
-import { RateLimiter, rateLimitMiddleware } from "../http/rate-limit";
 import type { TicketStore } from "./tickets";
 
-/** `POST /auth/ws-ticket` (session + CSRF, both enforced by app.ts for /auth/*). */
-export function wsTicketRoutes(deps: { tickets: TicketStore; audit: AuditLog; clock: Clock; rateLimit: RateLimitConfig }): Hono<AppEnv> {
+/**
+ * `POST /auth/ws-ticket` (session, RATE_LIMIT_TICKET and CSRF, all enforced by app.ts for
+ * /auth/*: the limit is taken before CSRF, so it must live there and not here).
+ */
+export function wsTicketRoutes(deps: { tickets: TicketStore; audit: AuditLog }): Hono<AppEnv> {
   const routes = new Hono<AppEnv>();
-  routes.post("/ws-ticket", rateLimitMiddleware("ticket", new RateLimiter(deps.rateLimit, deps.clock), deps.audit), (c) => {
+  routes.post("/ws-ticket", (c) => {
     const { session } = requireSession(c);
     const issued = deps.tickets.issue(session.id);
     deps.audit.write("ws.ticket.issued", { sessionId: session.id, ip: c.var.clientIP });

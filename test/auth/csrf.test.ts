@@ -91,3 +91,31 @@ describe("CSRF and Origin (SECURITY.md B)", () => {
     expect((await fetch(`${h.origin}/auth/me`, { headers: cookie })).status).toBe(200);
   });
 });
+
+describe("CSRF refusals under a flood (SECURITY.md H34, I38)", () => {
+  it("answers 1,000 CSRF-less POSTs from one IP with 429 once the /auth burst is spent, in a handful of audit lines", async () => {
+    const h = await startHarness({ env: { RATE_LIMIT_AUTH: "1/s,20" } });
+    try {
+      const statuses = new Map<number, number>();
+      for (let i = 0; i < 1_000; i += 1) {
+        const response = await fetch(`${h.origin}/auth/logout`, { method: "POST" });
+        await response.body?.cancel();
+        statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
+      }
+      expect([...statuses]).toEqual([
+        [403, 20],
+        [429, 980],
+      ]);
+      await h.bff.audit.flush();
+      const refusals = h.audit.events().filter((e) => e.event === "csrf.refused" || e.event === "ratelimit.hit");
+      expect(refusals.map((e) => [e.event, e.count])).toEqual([
+        ["csrf.refused", undefined],
+        ["ratelimit.hit", undefined],
+        ["csrf.refused", 19],
+        ["ratelimit.hit", 979],
+      ]);
+    } finally {
+      await h.close();
+    }
+  }, 60_000);
+});

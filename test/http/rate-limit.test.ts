@@ -21,7 +21,12 @@ describe("rate limits (SECURITY.md H34)", () => {
     expect(refused.status).toBe(429);
     expect(refused.headers.get("retry-after")).toBe("1");
     expect(await refused.json()).toEqual({ error: "rate_limited", message: expect.any(String) });
-    expect(h.audit.named("ratelimit.hit").length).toBeGreaterThanOrEqual(2);
+    // Refusals without a session are audited in aggregate: the first at once, the rest counted.
+    await h.bff.audit.flush();
+    expect(h.audit.named("ratelimit.hit").map((e) => [e.reason, e.count])).toEqual([
+      ["login", undefined],
+      ["login", 1],
+    ]);
     h.clock.advance(1_000);
     expect((await fetch(`${h.origin}/auth/login/demo`, { redirect: "manual" })).status).toBe(302);
   });
@@ -69,6 +74,26 @@ describe("rate limits on every /auth/* route and on upgrades", () => {
     } finally {
       await h.close();
       await backend.close();
+    }
+  });
+});
+
+describe("rate limits come before CSRF (SECURITY.md H34, I38)", () => {
+  it("limits CSRF-less requests to /api/* and /auth/ws-ticket, so a flood of them meets 429", async () => {
+    const h = await startHarness({ env: { RATE_LIMIT_API: "1/s,3", RATE_LIMIT_TICKET: "1/s,3" } });
+    try {
+      const { token } = await h.login("csrf-less-flood");
+      const cookie = { cookie: `__Host-Http-session=${token}` };
+      for (const [method, path] of [
+        ["GET", "/api/game/state"],
+        ["POST", "/auth/ws-ticket"],
+      ] as const) {
+        const statuses: number[] = [];
+        for (let i = 0; i < 5; i += 1) statuses.push((await fetch(`${h.origin}${path}`, { method, headers: cookie })).status);
+        expect(statuses).toEqual([403, 403, 403, 429, 429]);
+      }
+    } finally {
+      await h.close();
     }
   });
 });
