@@ -133,7 +133,6 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
           refresher,
           audit,
           clock,
-          rateLimit: config.rateLimits.api,
           publicOrigin: config.publicOrigin,
           timeoutMs: options.upstreamTimeoutMs,
         }),

@@ -4,7 +4,6 @@ import type { AuditLog } from "../audit/log";
 import { requireSession } from "../auth/routes";
 import type { Session } from "../auth/session";
 import type { Clock } from "../clock";
-import type { RateLimitConfig } from "../config";
 import { refuse } from "../http/errors";
 import type { AssertionSigner } from "./assertion";
 import type { TokenRefresher } from "./refresh";
@@ -16,7 +15,6 @@ export interface APIRelayDeps {
   refresher: TokenRefresher;
   audit: AuditLog;
   clock: Clock;
-  rateLimit: RateLimitConfig;
   publicOrigin: string;
   /** 30 s by default (CONTRACT.md 504); tests shorten it. */
   timeoutMs?: number;
