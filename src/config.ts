@@ -35,6 +35,33 @@ export interface RateLimitConfig {
   burst: number;
 }
 
+/**
+ * One public WebSocket path and where it is relayed (CONTRACT.md "The WebSocket gate"),
+ * as configured; `ws/routes.ts` resolves the targets once the game backend is known.
+ */
+export interface WebSocketRouteConfig {
+  /** `/ws` (that path exactly) or a prefix ending in `/` (`/socket.io/`: itself and below). */
+  path: string;
+  /** The http(s) URL the path maps to; null: the game backend's URL with the same path. */
+  target: string | null;
+  /** The `aud` of the route's assertions; null: the game backend's audience, or the target's origin. */
+  audience: string | null;
+  /**
+   * The application subprotocol the browser offers beside `ticket.<t>` and our 101 names.
+   * Never none: a browser that offered a subprotocol fails a 101 that names none (WHATWG
+   * WebSockets, "establish a WebSocket connection"; Chromium: "Sent non-empty
+   * 'Sec-WebSocket-Protocol' header but no response was received"), and the 101 must never
+   * name the ticket.
+   */
+  protocol: string;
+  /** The subprotocol offered to the backend and required in its 101; null: none (Socket.IO and most libraries). */
+  backendProtocol: string | null;
+  /** Overrides `WS_MAX_MESSAGE_BYTES` on this route. */
+  maxMessageBytes: number | null;
+  /** Overrides `WS_MAX_MESSAGES_PER_SECOND` on this route. */
+  maxMessagesPerSecond: number | null;
+}
+
 export interface Config {
   production: boolean;
   port: number;
@@ -53,6 +80,8 @@ export interface Config {
   wsMaxMessageBytes: number;
   wsMaxMessagesPerSecond: number;
   wsMaxSocketsPerSession: number;
+  /** The WebSocket routes: `/ws` first (the default unless `WS_ROUTES` overrides it), then `WS_ROUTES`. */
+  wsRoutes: WebSocketRouteConfig[];
   /** Null means "generate and keep under db/" (demo mode only). */
   tokenEncryptionKeys: NamedKey[] | null;
   /** Null means "generate and keep under db/" (demo mode only). */
@@ -177,8 +206,9 @@ export function loadConfig(env: Env): Config {
     sessionAbsoluteTimeoutSeconds: absolute,
     wsTicketTTLSeconds: read.integer("WS_TICKET_TTL_SECONDS", 30, { min: 1, max: 300 }),
     wsMaxMessageBytes: read.integer("WS_MAX_MESSAGE_BYTES", 65536, { min: 1, max: 16 * 1024 * 1024 }),
-    wsMaxMessagesPerSecond: read.integer("WS_MAX_MESSAGES_PER_SECOND", 50, { min: 1 }),
+    wsMaxMessagesPerSecond: read.integer("WS_MAX_MESSAGES_PER_SECOND", 120, { min: 1 }),
     wsMaxSocketsPerSession: read.integer("WS_MAX_SOCKETS_PER_SESSION", 4, { min: 1 }),
+    wsRoutes: readWebSocketRoutes(read.optional("WS_ROUTES"), problems),
     tokenEncryptionKeys,
     assertionSigningKeys,
     providers,
@@ -285,6 +315,157 @@ function readProviders(env: Env, read: EnvReader, problems: string[]): ProviderC
     problems.push("DEMO_PROVIDER_NAME is not a setting: the demo provider is always called 'demo'");
   }
   return providers;
+}
+
+/** The route every deployment has: `/ws` → the game backend's `/ws`, speaking `game.v1`. */
+export const DEFAULT_WS_ROUTE: WebSocketRouteConfig = {
+  path: "/ws",
+  target: null,
+  audience: null,
+  protocol: "game.v1",
+  backendProtocol: "game.v1",
+  maxMessageBytes: null,
+  maxMessagesPerSecond: null,
+};
+
+const WS_ROUTE_KEYS = new Set(["path", "target", "audience", "protocol", "backendProtocol", "maxMessageBytes", "maxMessagesPerSecond"]);
+// A path segment: no "." or ".." (it cannot start with a dot), nothing to percent-decode.
+const ROUTE_SEGMENT = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/;
+// RFC 7230 3.2.6 token characters, as RFC 6455 4.1 requires of a subprotocol name.
+const SUBPROTOCOL_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,64}$/;
+// Paths the BFF answers itself: a WebSocket route there would shadow them.
+const RESERVED_FIRST_SEGMENTS = new Set(["auth", "api", "healthz", "readyz", "metrics"]);
+
+/**
+ * `WS_ROUTES`: a JSON list of extra WebSocket routes, data rather than code (STYLE.md 16).
+ * An entry for `/ws` replaces the default one. Every problem is listed, entry by entry.
+ *
+ * ```json
+ * [{ "path": "/socket.io/", "backendProtocol": null, "maxMessagesPerSecond": 240 }]
+ * ```
+ */
+function readWebSocketRoutes(value: string | null, problems: string[]): WebSocketRouteConfig[] {
+  if (value === null) return [DEFAULT_WS_ROUTE];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch (error) {
+    problems.push(`WS_ROUTES is not JSON (${error instanceof Error ? error.message : String(error)})`);
+    return [DEFAULT_WS_ROUTE];
+  }
+  if (!Array.isArray(parsed)) {
+    problems.push('WS_ROUTES must be a JSON list of routes, like [{"path": "/socket.io/", "backendProtocol": null}]');
+    return [DEFAULT_WS_ROUTE];
+  }
+  const routes: WebSocketRouteConfig[] = [];
+  parsed.forEach((entry: unknown, index) => {
+    const route = readWebSocketRoute(entry, `WS_ROUTES[${index}]`, problems);
+    if (route === null) return;
+    if (routes.some((r) => r.path === route.path)) {
+      problems.push(`WS_ROUTES[${index}].path "${route.path}" appears twice`);
+      return;
+    }
+    routes.push(route);
+  });
+  // `/ws` stays served (CONTRACT.md): by the default route unless an entry configures it.
+  return routes.some((r) => r.path === DEFAULT_WS_ROUTE.path) ? routes : [DEFAULT_WS_ROUTE, ...routes];
+}
+
+function readWebSocketRoute(entry: unknown, at: string, problems: string[]): WebSocketRouteConfig | null {
+  if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+    problems.push(`${at}: not an object`);
+    return null;
+  }
+  const before = problems.length;
+  const fields = new Map<string, unknown>(Object.entries(entry));
+  for (const key of fields.keys()) {
+    // A misspelt key ("protocols", "maxMessageSize") would otherwise silently fall back to a default.
+    if (!WS_ROUTE_KEYS.has(key)) problems.push(`${at}: unknown key "${key}"`);
+  }
+  const path = fields.get("path");
+  if (typeof path !== "string" || !isRoutePath(path)) {
+    problems.push(`${at}.path must be "/name" or a prefix "/name/" (letters, digits, ".", "-", "_"; no "." or ".." segment)`);
+  } else if (RESERVED_FIRST_SEGMENTS.has(path.split("/")[1] ?? "")) {
+    problems.push(`${at}.path "${path}" is under one of Portcullis's own paths (/auth, /api, /healthz, /readyz, /metrics)`);
+  }
+  const target = fields.get("target");
+  const targetURL = target === undefined ? null : typeof target === "string" ? parseWebSocketTarget(target) : null;
+  if (target !== undefined && targetURL === null) {
+    problems.push(`${at}.target must be an http(s):// or ws(s):// URL without query, fragment or credentials`);
+  }
+  const audience = fields.get("audience");
+  if (audience !== undefined && (typeof audience !== "string" || audience === "")) {
+    problems.push(`${at}.audience must be a non-empty string`);
+  }
+  const protocol = fields.has("protocol") ? fields.get("protocol") : DEFAULT_WS_ROUTE.protocol;
+  if (!isSubprotocolName(protocol)) {
+    problems.push(
+      `${at}.protocol must be a subprotocol name (an RFC 7230 token, not "ticket.…"): browsers fail a 101 that names ` +
+        'none once they offered the ticket; for a backend that takes none, set "backendProtocol": null',
+    );
+  }
+  const backendProtocol = fields.has("backendProtocol") ? fields.get("backendProtocol") : protocol;
+  if (backendProtocol !== null && !isSubprotocolName(backendProtocol)) {
+    problems.push(`${at}.backendProtocol must be a subprotocol name (an RFC 7230 token, not "ticket.…") or null for none`);
+  }
+  const maxMessageBytes = optionalInteger(fields.get("maxMessageBytes"), 1, 16 * 1024 * 1024);
+  if (maxMessageBytes === undefined) problems.push(`${at}.maxMessageBytes must be a whole number in 1…${16 * 1024 * 1024}`);
+  const maxMessagesPerSecond = optionalInteger(fields.get("maxMessagesPerSecond"), 1, 100_000);
+  if (maxMessagesPerSecond === undefined) problems.push(`${at}.maxMessagesPerSecond must be a whole number in 1…100000`);
+  if (
+    problems.length > before ||
+    typeof path !== "string" ||
+    typeof protocol !== "string" ||
+    (backendProtocol !== null && typeof backendProtocol !== "string") ||
+    maxMessageBytes === undefined ||
+    maxMessagesPerSecond === undefined
+  ) {
+    return null;
+  }
+  return {
+    path,
+    target: targetURL,
+    audience: typeof audience === "string" ? audience : null,
+    protocol,
+    backendProtocol,
+    maxMessageBytes,
+    maxMessagesPerSecond,
+  };
+}
+
+function isSubprotocolName(value: unknown): value is string {
+  // A subprotocol named like a ticket would be taken for one by the gate.
+  return typeof value === "string" && SUBPROTOCOL_NAME.test(value) && !value.toLowerCase().startsWith("ticket.");
+}
+
+function isRoutePath(path: string): boolean {
+  if (!path.startsWith("/") || path.length > 256) return false;
+  const segments = path.slice(1).split("/");
+  // A prefix ends in "/", so its last segment is empty; no other may be, and "/" alone is no route.
+  const named = path.endsWith("/") ? segments.slice(0, -1) : segments;
+  return named.length > 0 && named.every((segment) => ROUTE_SEGMENT.test(segment));
+}
+
+/** Null when absent, the number when a whole number in range, undefined when invalid. */
+function optionalInteger(value: unknown, min: number, max: number): number | null | undefined {
+  if (value === undefined || value === null) return null;
+  return typeof value === "number" && Number.isInteger(value) && value >= min && value <= max ? value : undefined;
+}
+
+/** An http(s) URL for a WebSocket target (ws: and wss: read as http: and https:), or null. */
+function parseWebSocketTarget(value: string): string | null {
+  const http = value.replace(/^ws(s?):/i, "http$1:");
+  let url: URL;
+  try {
+    url = new URL(http);
+  } catch {
+    return null;
+  }
+  if ((url.protocol !== "http:" && url.protocol !== "https:") || url.search !== "" || url.hash !== "" || url.username !== "" || url.password !== "") {
+    return null;
+  }
+  // A target given as a bare origin has the path "/"; as configured otherwise.
+  return url.href;
 }
 
 class EnvReader {

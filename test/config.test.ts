@@ -26,7 +26,8 @@ describe("#loadConfig", () => {
       sessionAbsoluteTimeoutSeconds: 43200,
       wsTicketTTLSeconds: 30,
       wsMaxMessageBytes: 65536,
-      wsMaxMessagesPerSecond: 50,
+      // CONTRACT.md: 120/s, burst 240, so a 60 Hz game with one binary attachment per event fits.
+      wsMaxMessagesPerSecond: 120,
       wsMaxSocketsPerSession: 4,
       demo: { idpPort: 3001, gamePort: 3002 },
       tokenEncryptionKeys: null,
@@ -122,5 +123,78 @@ describe("#loadConfig", () => {
     for (const value of ["0", "-1", "many", "1.5", "2000000"]) {
       expect(problemsOf({ MAX_CONNECTIONS_PER_IP: value }), value).toEqual([expect.stringContaining("MAX_CONNECTIONS_PER_IP")]);
     }
+  });
+
+  describe("WS_ROUTES (CONTRACT.md WebSocket routes)", () => {
+    it("serves /ws alone by default, on the game backend, speaking game.v1", () => {
+      expect(loadConfig({}).wsRoutes).toEqual([
+        { path: "/ws", target: null, audience: null, protocol: "game.v1", backendProtocol: "game.v1", maxMessageBytes: null, maxMessagesPerSecond: null },
+      ]);
+    });
+
+    it("adds a Socket.IO route in one entry, keeps /ws, and lets an entry for /ws replace the default", () => {
+      const added = loadConfig({ WS_ROUTES: '[{"path": "/socket.io/", "backendProtocol": null, "maxMessagesPerSecond": 240}]' }).wsRoutes;
+      expect(added.map((r) => r.path)).toEqual(["/ws", "/socket.io/"]);
+      expect(added[1]).toEqual({
+        path: "/socket.io/",
+        target: null,
+        audience: null,
+        protocol: "game.v1",
+        backendProtocol: null,
+        maxMessageBytes: null,
+        maxMessagesPerSecond: 240,
+      });
+      const replaced = loadConfig({
+        WS_ROUTES: '[{"path": "/ws", "target": "wss://game.internal:8443/play", "audience": "game", "protocol": "chess.v2", "maxMessageBytes": 1024}]',
+      }).wsRoutes;
+      expect(replaced).toEqual([
+        {
+          path: "/ws",
+          target: "https://game.internal:8443/play",
+          audience: "game",
+          protocol: "chess.v2",
+          backendProtocol: "chess.v2",
+          maxMessageBytes: 1024,
+          maxMessagesPerSecond: null,
+        },
+      ]);
+    });
+
+    it("lists every problem of every entry at once", () => {
+      const problems = problemsOf({
+        WS_ROUTES: JSON.stringify([
+          { path: "socket.io/" },
+          { path: "/a/../b/" },
+          { path: "/" },
+          { path: "/api/ws/" },
+          { path: "/game/", target: "ftp://x.example/", protocol: null, backendProtocol: "ticket.x", maxMessageBytes: 0, maxMessagesPerSecond: 1.5 },
+          { path: "/x", protocols: ["a"] },
+          { path: "/dup/" },
+          { path: "/dup/" },
+          "nope",
+        ]),
+        PORT: "eighty",
+      });
+      expect(problems).toEqual([
+        "PORT: \"eighty\" is not a whole number",
+        expect.stringMatching(/^WS_ROUTES\[0\]\.path must be/),
+        expect.stringMatching(/^WS_ROUTES\[1\]\.path must be/),
+        expect.stringMatching(/^WS_ROUTES\[2\]\.path must be/),
+        expect.stringMatching(/^WS_ROUTES\[3\]\.path "\/api\/ws\/" is under one of Portcullis's own paths/),
+        expect.stringMatching(/^WS_ROUTES\[4\]\.target must be an http\(s\):\/\/ or ws\(s\):\/\/ URL/),
+        expect.stringMatching(/^WS_ROUTES\[4\]\.protocol must be a subprotocol name .* "backendProtocol": null$/),
+        expect.stringMatching(/^WS_ROUTES\[4\]\.backendProtocol must be a subprotocol name/),
+        expect.stringMatching(/^WS_ROUTES\[4\]\.maxMessageBytes must be a whole number/),
+        expect.stringMatching(/^WS_ROUTES\[4\]\.maxMessagesPerSecond must be a whole number/),
+        'WS_ROUTES[5]: unknown key "protocols"',
+        'WS_ROUTES[7].path "/dup/" appears twice',
+        "WS_ROUTES[8]: not an object",
+      ]);
+    });
+
+    it("refuses a value that is not a JSON list", () => {
+      expect(problemsOf({ WS_ROUTES: "/socket.io/" })).toEqual([expect.stringMatching(/^WS_ROUTES is not JSON/)]);
+      expect(problemsOf({ WS_ROUTES: '{"path": "/socket.io/"}' })).toEqual([expect.stringMatching(/^WS_ROUTES must be a JSON list/)]);
+    });
   });
 });
