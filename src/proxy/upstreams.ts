@@ -133,6 +133,9 @@ export function parseUpstreams(value: unknown, providerNames: string[], where: s
   return routes;
 }
 
+/** What {@link resolveUpstream} needs of a route; WebSocket routes (`ws/routes.ts`) share it. */
+export type PrefixRoute = Pick<UpstreamRoute, "prefix" | "target" | "exactTarget">;
+
 /** Why a raw request target was not relayed: a 400 (`bad_path`) or a 404 (`no_route`). */
 export type UpstreamRefusal = "bad_path" | "no_route";
 
@@ -152,7 +155,7 @@ export type UpstreamRefusal = "bad_path" | "no_route";
  * also with `;parameters` (`..;` climbs in Tomcat), and any `/`, `\`, `%` (a second round
  * of decoding), or control character.
  */
-export function resolveUpstream(routes: UpstreamRoute[], rawTarget: string): { route: UpstreamRoute; url: URL } | { refusal: UpstreamRefusal } {
+export function resolveUpstream<R extends PrefixRoute>(routes: R[], rawTarget: string): { route: R; url: URL } | { refusal: UpstreamRefusal } {
   const queryStart = rawTarget.indexOf("?");
   const path = queryStart === -1 ? rawTarget : rawTarget.slice(0, queryStart);
   const query = queryStart === -1 ? "" : rawTarget.slice(queryStart);

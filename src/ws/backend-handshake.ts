@@ -5,10 +5,10 @@ import { Socket } from "node:net";
 import { acceptKey } from "./frames";
 
 export interface BackendHandshakeOptions {
-  /** `http(s)://…/ws` of the game backend. */
-  url: string;
-  /** The one subprotocol offered, and required in the answer. */
-  protocol: string;
+  /** `http(s)://…` of the backend's WebSocket: the route's target, with the browser's path rest and query. */
+  url: string | URL;
+  /** The one subprotocol offered, and required in the answer; null: none offered, none accepted. */
+  protocol: string | null;
   /** The `Authorization` header: the BFF's identity assertion. */
   authorization: string;
   timeoutMs: number;
@@ -17,7 +17,10 @@ export interface BackendHandshakeOptions {
 export interface BackendHandshakeEvents {
   /** The backend answered 101 as RFC 6455 4.1 requires; `head` holds any frames it sent right after. */
   open(socket: Socket, head: Buffer): void;
-  /** The backend refused, failed or timed out; the attempt is already torn down. */
+  /**
+   * The backend refused, failed or timed out; the attempt is already torn down. `reason`
+   * says what happened, for the audit log: its status, a timeout, a refused connection.
+   */
   fail(reason: string): void;
 }
 
@@ -41,7 +44,8 @@ export function openBackendSocket(options: BackendHandshakeOptions, events: Back
       Upgrade: "websocket",
       "Sec-WebSocket-Version": "13",
       "Sec-WebSocket-Key": key,
-      "Sec-WebSocket-Protocol": options.protocol,
+      // RFC 6455 4.1: with no subprotocol the header is left out, not sent empty.
+      ...(options.protocol === null ? {} : { "Sec-WebSocket-Protocol": options.protocol }),
       Authorization: options.authorization,
     },
   });
@@ -57,10 +61,10 @@ export function openBackendSocket(options: BackendHandshakeOptions, events: Back
     request.destroy();
     events.fail(reason);
   };
-  const timer = setTimeout(() => fail("backend handshake timed out"), options.timeoutMs);
+  const timer = setTimeout(() => fail(`backend handshake timed out after ${options.timeoutMs} ms`), options.timeoutMs);
   timer.unref();
 
-  request.on("error", () => fail("backend unreachable"));
+  request.on("error", (error) => fail(connectionFailure(error)));
   request.on("response", (response) => {
     response.resume();
     fail(`backend answered ${response.statusCode ?? "?"}`);
@@ -83,7 +87,7 @@ export function openBackendSocket(options: BackendHandshakeOptions, events: Back
 }
 
 /** What is wrong with a 101 answer (RFC 6455 4.1, the client's checks), or null. */
-function handshakeProblem(response: IncomingMessage, key: string, protocol: string): string | null {
+function handshakeProblem(response: IncomingMessage, key: string, protocol: string | null): string | null {
   const header = (name: string): string | undefined => {
     const value = response.headers[name];
     return Array.isArray(value) ? value[0] : value;
@@ -91,8 +95,33 @@ function handshakeProblem(response: IncomingMessage, key: string, protocol: stri
   if (response.statusCode !== 101) return `backend answered ${response.statusCode ?? "?"}`;
   if (header("upgrade")?.toLowerCase() !== "websocket") return "backend upgraded to something else";
   if (header("sec-websocket-accept") !== acceptKey(key)) return "backend sent a wrong Sec-WebSocket-Accept";
-  if (header("sec-websocket-protocol") !== protocol) return "backend chose another subprotocol";
+  // RFC 6455 4.1: the answer names one of the offered subprotocols, or none if none was offered.
+  if (header("sec-websocket-protocol") !== (protocol ?? undefined)) return "backend chose another subprotocol";
   // None was offered, so none may be in force: the relay reads RSV bits as errors.
   if (header("sec-websocket-extensions") !== undefined) return "backend chose an extension";
   return null;
+}
+
+/**
+ * What went wrong below HTTP, in words an operator can act on: a refused connection is a
+ * backend that is down or on another port, a reset one that hung up mid-handshake.
+ */
+function connectionFailure(error: Error): string {
+  const code = "code" in error && typeof error.code === "string" ? error.code : "";
+  switch (code) {
+    case "ECONNREFUSED":
+      return "backend refused the connection (ECONNREFUSED)";
+    case "ECONNRESET":
+    case "EPIPE":
+      return `backend closed the connection during the handshake (${code})`;
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+      return `backend host not found (${code})`;
+    case "ETIMEDOUT":
+    case "EHOSTUNREACH":
+    case "ENETUNREACH":
+      return `backend unreachable (${code})`;
+    default:
+      return code === "" ? `backend connection failed: ${error.message}` : `backend connection failed (${code})`;
+  }
 }

@@ -14,11 +14,13 @@ import { openBackendSocket } from "./backend-handshake";
 import { acceptKey } from "./frames";
 import { Relay, type RelayLimits } from "./relay";
 import { GOING_AWAY, SESSION_ENDED, type LiveConnection, type SocketRegistry } from "./registry";
+import { buildWebSocketRoutes, resolveWebSocketRoute } from "./routes";
 import type { TicketStore } from "./tickets";
 
-export const GAME_PROTOCOL = "game.v1";
 const TICKET_PREFIX = "ticket.";
 const BACKEND_HANDSHAKE_TIMEOUT_MS = 10_000;
+// CONTRACT.md: reading from one side pauses while the other has more than 1 MiB buffered.
+const HIGH_WATER_BYTES = 1024 * 1024;
 const WEBSOCKET_KEY = /^[+/0-9A-Za-z]{22}==$/;
 // RFC 7230 3.2.6 token characters, as RFC 6455 4.1 requires of a subprotocol name.
 const SUBPROTOCOL_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -67,24 +69,19 @@ const STATUS_TEXT: Record<number, string> = {
 };
 
 /**
- * The `/ws` gate (CONTRACT.md "The WebSocket gate", SECURITY.md E22): a flat list of guards
- * in the contract's order, all before the handshake and before any backend connection.
- * Each refusal is a plain HTTP status on the raw socket, which is then destroyed; no path
- * leaves a socket open (ws `abortHandshake`).
+ * The gate of `/ws` and every configured WebSocket route (CONTRACT.md "The WebSocket gate",
+ * SECURITY.md E22): a flat list of guards in the contract's order, the same for every
+ * route, all before the handshake and before any backend connection. Each refusal is a
+ * plain HTTP status on the raw socket, which is then destroyed; no path leaves a socket
+ * open (ws `abortHandshake`).
  */
 export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
   const { config, audit } = deps;
   const allowedOrigins = new Set(config.allowedOrigins);
-  const limits: RelayLimits = {
-    messagesPerSecond: config.wsMaxMessagesPerSecond,
-    // SECURITY.md E24: the size cap holds both ways; no compression is ever negotiated.
-    maxMessageBytes: config.wsMaxMessageBytes,
-    highWaterBytes: 1024 * 1024,
-    ...deps.limits,
-  };
+  // The route table is data, read once (STYLE.md 16): below, the gate looks a route up and
+  // takes its backend, subprotocols and limits from it; it never branches on a path.
+  const routes = buildWebSocketRoutes(config);
   const upgradeLimiter = new RateLimiter(config.rateLimits.upgrade, deps.clock);
-  const backendURL = config.gameBackendURL === null ? null : `${config.gameBackendURL}/ws`;
-  const audience = config.gameBackendAudience ?? config.publicOrigin;
   const backendHandshakeTimeoutMs = deps.backendHandshakeTimeoutMs ?? BACKEND_HANDSHAKE_TIMEOUT_MS;
   let upgradesInProgress = 0;
   // Made once, not per upgrade: a closure made inside the gate would keep that upgrade's
@@ -98,10 +95,15 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
     const ip = clientIP(req.socket.remoteAddress, headerValue(req, "x-forwarded-for"), config.trustProxy);
     let sessionId: string | undefined;
     try {
-      // 1. The path, the method, a well-formed upgrade offering our subprotocol. Checked
-      // here as strictly as `ws` will check it at the handshake, so that a request we let
-      // through to the backend is never one `ws` then refuses with the backend left open.
-      if (pathOf(req.url) !== "/ws") throw new Refusal(404, "not_found", "not /ws");
+      // 1. The path, the method, a well-formed upgrade offering the route's subprotocol.
+      // Checked here as strictly as `ws` will check it at the handshake, so that a request we
+      // let through to the backend is never one `ws` then refuses with the backend left open.
+      const resolved = resolveWebSocketRoute(routes, req.url ?? "");
+      if ("refusal" in resolved) {
+        if (resolved.refusal === "bad_path") throw new Refusal(400, "bad_path", "path not allowed");
+        throw new Refusal(404, "not_found", "no WebSocket route");
+      }
+      const { route, url: backendURL } = resolved;
       // Node hands an upgrade a net.Socket (a TLSSocket behind TLS); the relay needs one.
       if (!(socket instanceof Socket)) throw new Refusal(400, "bad_upgrade", "not a socket");
       if (req.method !== "GET") throw new Refusal(405, "method_not_allowed", "method");
@@ -120,7 +122,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
         headerValue(req, "sec-websocket-version") !== "13" ||
         !WEBSOCKET_KEY.test(headerValue(req, "sec-websocket-key") ?? "") ||
         protocols === null ||
-        !protocols.includes(GAME_PROTOCOL)
+        !protocols.includes(route.protocol)
       ) {
         throw new Refusal(400, "bad_upgrade", "malformed upgrade request");
       }
@@ -131,7 +133,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       // 3. The session cookie.
       const token = readCookie(headerValue(req, "cookie"), SESSION_COOKIE);
       const session = token === null ? null : deps.sessions.validate(token, { slide: true });
-      const account = session === null ? null : deps.accounts.find(session.accountId);
+      const account = session === null ? null : deps.accounts.find(session.accountId, session.provider);
       if (session === null || account === null) throw new Refusal(401, "no_session", "no valid session");
       sessionId = session.id;
       // SECURITY.md H34: per session as well as per IP, so one session cannot get around the
@@ -153,11 +155,17 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       if (deps.registry.countForSession(session.id) >= config.wsMaxSocketsPerSession) {
         throw new Refusal(429, "too_many_sockets", "too many sockets");
       }
-      if (backendURL === null) throw new Refusal(502, "backend_unavailable", "no game backend configured");
       if (upgradesInProgress >= MAX_UPGRADES_IN_PROGRESS) throw new Refusal(503, "busy", "too many upgrades in progress");
 
       // 7. The backend must accept its own upgrade before we answer ours (fail closed).
-      const assertion = deps.signer.sign({ sub: account.id, sid: session.id, name: account.displayName, aud: audience });
+      const assertion = deps.signer.sign({
+        sub: account.id,
+        sid: session.id,
+        name: account.displayName,
+        aud: route.audience,
+        idp: session.provider,
+        idpSub: account.providerSubject,
+      });
       const key = headerValue(req, "sec-websocket-key") ?? "";
       let waiting = true;
       upgradesInProgress += 1;
@@ -171,8 +179,10 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
         pending.settle();
         return true;
       };
+      // The backend gets the browser's path rest and query, never the ticket: that stays in
+      // the browser's Sec-WebSocket-Protocol, which is not forwarded.
       const abortBackend = openBackendSocket(
-        { url: backendURL, protocol: GAME_PROTOCOL, authorization: `Bearer ${assertion}`, timeoutMs: backendHandshakeTimeoutMs },
+        { url: backendURL, protocol: route.backendProtocol, authorization: `Bearer ${assertion}`, timeoutMs: backendHandshakeTimeoutMs },
         {
           fail: (reason) => {
             if (settle()) refuse(socket, new Refusal(502, "backend_unavailable", reason), audit, ip, session.id);
@@ -182,20 +192,22 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
               backend.destroy();
               return;
             }
-            // RFC 6455 4.2.2: our own 101, with game.v1 (never the ticket) and no extension.
+            // RFC 6455 4.2.2: our own 101, naming the route's subprotocol (never the ticket),
+            // and no extension.
             socket.write(
               "HTTP/1.1 101 Switching Protocols\r\n" +
                 "Upgrade: websocket\r\n" +
                 "Connection: Upgrade\r\n" +
                 `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n` +
-                `Sec-WebSocket-Protocol: ${GAME_PROTOCOL}\r\n\r\n`,
+                `Sec-WebSocket-Protocol: ${route.protocol}\r\n\r\n`,
             );
             const relay = new Relay({
               browser: socket,
               backend,
               sessionId: session.id,
               accountId: session.accountId,
-              limits,
+              // SECURITY.md E24: the route's size cap holds both ways; no compression is negotiated.
+              limits: { ...route.limits, highWaterBytes: HIGH_WATER_BYTES, ...deps.limits },
               clock: deps.clock,
               audit,
               onClosed: unregister,
@@ -306,11 +318,6 @@ function refuse(socket: Duplex, refusal: Refusal, audit: AuditLog, ip: string, s
 function headerValue(req: IncomingMessage, name: string): string | undefined {
   const value = req.headers[name];
   return Array.isArray(value) ? value[0] : value;
-}
-
-function pathOf(url: string | undefined): string {
-  const end = (url ?? "").search(/[?#]/);
-  return end === -1 ? (url ?? "") : (url ?? "").slice(0, end);
 }
 
 /**
