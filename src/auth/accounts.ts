@@ -9,11 +9,13 @@ import type { ProviderIdentity } from "./providers";
 export interface Account {
   id: string;
   displayName: string;
+  /** The subject at the provider the account was looked up for (the session's); null if it has none there. */
+  providerSubject: string | null;
 }
 
 /** Accounts and the (issuer, subject) identities that lead to them (OIDC Core 5.7). */
 export class AccountStore {
-  private readonly selectById: Statement<[string], Account | undefined>;
+  private readonly selectById: Statement<[string, string], Account | undefined>;
 
   constructor(
     private readonly db: Database,
@@ -22,10 +24,11 @@ export class AccountStore {
   ) {
     // Every authenticated request and upgrade looks its account up: prepared once, not
     // rebuilt by the query builder each time.
-    this.selectById = db.sqlite.prepare("SELECT id, display_name AS displayName FROM accounts WHERE id = ?") as Statement<
-      [string],
-      Account | undefined
-    >;
+    this.selectById = db.sqlite.prepare(
+      "SELECT id, display_name AS displayName, " +
+        "(SELECT subject FROM identities WHERE account_id = accounts.id AND provider = ? ORDER BY created_at LIMIT 1) AS providerSubject " +
+        "FROM accounts WHERE id = ?",
+    ) as Statement<[string, string], Account | undefined>;
   }
 
   /**
@@ -44,17 +47,18 @@ export class AccountStore {
         if (existing.displayName !== identity.displayName) {
           tx.update(accounts).set({ displayName: identity.displayName }).where(eq(accounts.id, existing.id)).run();
         }
-        return { account: { id: existing.id, displayName: identity.displayName }, created: false };
+        return { account: { id: existing.id, displayName: identity.displayName, providerSubject: identity.subject }, created: false };
       }
       const now = this.clock.now();
       const id = randomToken(this.randomBytes, 10);
       tx.insert(accounts).values({ id, displayName: identity.displayName, createdAt: now }).run();
       tx.insert(identities).values({ issuer: identity.issuer, subject: identity.subject, accountId: id, provider, createdAt: now }).run();
-      return { account: { id, displayName: identity.displayName }, created: true };
+      return { account: { id, displayName: identity.displayName, providerSubject: identity.subject }, created: true };
     });
   }
 
-  find(id: string): Account | null {
-    return this.selectById.get(id) ?? null;
+  /** The account, with its subject at `provider` (the session's provider, for the assertion's `idp_sub`). */
+  find(id: string, provider: string): Account | null {
+    return this.selectById.get(provider, id) ?? null;
   }
 }

@@ -17,7 +17,7 @@ export function sessionMiddleware(sessions: SessionStore, accounts: AccountStore
     if (token !== null) {
       const slide = !(c.req.path === "/auth/me" && c.req.query("slide") === "false");
       const session = sessions.validate(token, { slide });
-      const account = session === null ? null : accounts.find(session.accountId);
+      const account = session === null ? null : accounts.find(session.accountId, session.provider);
       if (session !== null && account !== null) {
         c.set("session", session);
         c.set("account", account);

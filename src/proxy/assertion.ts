@@ -11,6 +11,17 @@ export interface AssertionClaims {
   name: string;
   /** The upstream's configured audience. */
   aud: string;
+  /**
+   * The configured name of the provider this session logged in with (`google`, `demo`):
+   * claim `idp`. Both relays always set it; optional only for tools that sign test assertions.
+   */
+  idp?: string;
+  /**
+   * The player's subject at that provider, claim `idp_sub`: with `idp`, the key a studio
+   * maps its existing player records by. Null (and the claim left out) only when the
+   * account has no identity under that provider name, i.e. the provider was renamed.
+   */
+  idpSub?: string | null;
 }
 
 export interface PublicJWK {
@@ -78,6 +89,10 @@ export class AssertionSigner {
       sub: claims.sub,
       sid: claims.sid,
       name: claims.name,
+      // Named as Microsoft Entra ID and Duende IdentityServer name the provider claim; not
+      // `iss` or `sub`, which are ours. Nothing else from the ID token is passed on.
+      ...(claims.idp === undefined ? {} : { idp: claims.idp }),
+      ...(claims.idpSub === undefined || claims.idpSub === null ? {} : { idp_sub: claims.idpSub }),
       iat,
       nbf: iat,
       exp: iat + ASSERTION_TTL_SECONDS,

@@ -158,7 +158,14 @@ export function apiRoutes(deps: APIRelayDeps): Hono<AppEnv> {
     let credential: string;
     if (route.credential.mode === "assertion") {
       deps.refresher.checkIntact(session);
-      credential = deps.signer.sign({ sub: account.id, sid: session.id, name: account.displayName, aud: route.audience });
+      credential = deps.signer.sign({
+        sub: account.id,
+        sid: session.id,
+        name: account.displayName,
+        aud: route.audience,
+        idp: session.provider,
+        idpSub: account.providerSubject,
+      });
     } else {
       credential = await providerToken(deps.refresher, route.credential.provider, session);
     }
