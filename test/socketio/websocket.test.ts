@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeJwt } from "jose";
 import { Manager, type Socket as ClientSocket } from "socket.io-client";
+import { WebSocket } from "ws";
 import { startHarness, type Harness } from "../fixtures/harness";
 import { startSocketIOBackend, type SocketIOBackend } from "../fixtures/socketio-backend";
 import { freePort } from "../fixtures/stack";
@@ -20,11 +21,11 @@ interface ClientOptions {
  * through `extraHeaders` (engine.io-client hands both to its `ws` WebSocket in Node).
  * No reconnection: every attempt needs a fresh ticket, which a later helper will mint.
  */
-function manager(h: Harness, options: ClientOptions): Manager {
+function manager(h: Harness, options: ClientOptions & { path?: string }): Manager {
   const headers: Record<string, string> = { origin: options.origin ?? h.origin };
   if (options.token !== null) headers.cookie = `__Host-Http-session=${options.token}`;
   return new Manager(h.origin, {
-    path: "/socket.io/",
+    path: options.path ?? "/socket.io/",
     transports: ["websocket"],
     protocols: ["game.v1", ...(options.ticket === null ? [] : [`ticket.${options.ticket}`])],
     extraHeaders: headers,
@@ -67,7 +68,8 @@ describe("a real Socket.IO 4.8 game through Portcullis, WebSocket transport (iss
         GAME_BACKEND_URL: game.url,
         GAME_BACKEND_AUDIENCE: "game",
         // The whole Socket.IO setup: one route, public /socket.io/ → the game backend's /socket.io/.
-        WS_ROUTES: JSON.stringify([{ path: "/socket.io/" }]),
+        // The second offers the backend no subprotocol at all, as a Socket.IO client would.
+        WS_ROUTES: JSON.stringify([{ path: "/socket.io/" }, { path: "/bare/", target: `${game.url}/socket.io/`, backendProtocol: null }]),
       },
     });
     // The backend judges `exp` by the same manual clock that signs the assertions.
@@ -145,6 +147,33 @@ describe("a real Socket.IO 4.8 game through Portcullis, WebSocket transport (iss
     expect(Object.keys(claims).sort()).toEqual(["aud", "exp", "iat", "idp", "idp_sub", "iss", "jti", "name", "nbf", "sid", "sub"]);
     expect(claims).toMatchObject({ iss: h.origin, aud: "game", idp: "demo", idp_sub: "sio-claims" });
     io._close();
+  });
+
+  it("works through a route that offers the backend no subprotocol; the 101 still names game.v1", async () => {
+    const { token } = await h.login("sio-bare");
+    const io = manager(h, { ticket: await mintTicket(h, token), token, path: "/bare/" });
+    const socket = await connected(io.socket("/"));
+    expect(await socket.timeout(5_000).emitWithAck("echo", "bare")).toEqual(["bare"]);
+    const upgrade = game.upgrades.at(-1);
+    expect(upgrade?.url).toMatch(/^\/socket\.io\/\?EIO=4&transport=websocket/);
+    expect(upgrade?.headers["sec-websocket-protocol"]).toBeUndefined();
+    const engine = io.engine.transport as unknown as { ws: { protocol: string } };
+    expect(engine.ws.protocol).toBe("game.v1");
+    io._close();
+  });
+
+  it("audits engine.io's refusal of a handshake without its query as the status it answered, not as unreachable", async () => {
+    const { token } = await h.login("sio-noquery");
+    const ticket = await mintTicket(h, token);
+    const refused = await new Promise<number>((resolve, reject) => {
+      const ws = new WebSocket(`${h.origin.replace("http", "ws")}/socket.io/`, ["game.v1", `ticket.${ticket}`], {
+        headers: { origin: h.origin, cookie: `__Host-Http-session=${token}` },
+      });
+      ws.once("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+      ws.once("open", () => reject(new Error("opened")));
+    });
+    expect(refused).toBe(502);
+    expect(h.audit.named("ws.upgrade.refused").at(-1)).toMatchObject({ status: 502, reason: "backend answered 400" });
   });
 
   describe("refused on /socket.io/ exactly as on /ws, and the backend sees nothing", () => {
