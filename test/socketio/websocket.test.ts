@@ -69,7 +69,7 @@ describe("a real Socket.IO 4.8 game through Portcullis, WebSocket transport (iss
         GAME_BACKEND_AUDIENCE: "game",
         // The whole Socket.IO setup: one route, public /socket.io/ → the game backend's /socket.io/.
         // The second offers the backend no subprotocol at all, as a Socket.IO client would.
-        WS_ROUTES: JSON.stringify([{ path: "/socket.io/" }, { path: "/bare/", target: `${game.url}/socket.io/`, backendProtocol: null }]),
+        WS_ROUTES: JSON.stringify([{ path: "/socket.io/" }, { path: "/bare/", target: `${game.url}/socket.io/`, audience: "game", backendProtocol: null }]),
       },
     });
     // The backend judges `exp` by the same manual clock that signs the assertions.
