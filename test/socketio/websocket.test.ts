@@ -176,6 +176,16 @@ describe("a real Socket.IO 4.8 game through Portcullis, WebSocket transport (iss
     expect(h.audit.named("ws.upgrade.refused").at(-1)).toMatchObject({ status: 502, reason: "backend answered 400" });
   });
 
+  it("the /api relay signs the same idp and idp_sub, so the game's HTTP API maps players the same way", async () => {
+    const { token } = await h.login("api-player");
+    const response = await fetch(`${h.origin}/api/game/profile`, { method: "GET", headers: { cookie: `__Host-Http-session=${token}`, ...h.csrf() } });
+    expect(response.status).toBe(200);
+    const request = game.apiRequests.at(-1);
+    expect(request?.url).toBe("/api/game/profile");
+    const claims = decodeJwt(String(request?.headers.authorization).slice("Bearer ".length));
+    expect(claims).toMatchObject({ idp: "demo", idp_sub: "api-player", name: "api-player" });
+  });
+
   describe("refused on /socket.io/ exactly as on /ws, and the backend sees nothing", () => {
     const cases: [string, number, (token: string, ticket: string) => ClientOptions][] = [
       ["a foreign Origin", 403, (token, ticket) => ({ token, ticket, origin: "https://evil.example" })],
