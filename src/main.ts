@@ -45,9 +45,7 @@ async function main(): Promise<void> {
           clientId: DEMO_CLIENT_ID,
           clientSecret: secrets.demoClientSecret,
           scopes: ["openid", "profile", "offline_access"],
-          // The demo's login form at every login, so a player can log in under another name
-          // after logging out (the provider would otherwise remember the last one).
-          prompt: ["login"],
+          prompt: [],
           nameClaim: null,
         },
       ],
