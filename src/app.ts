@@ -93,7 +93,11 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.get("/readyz", async (c) => {
     const database = deps.db.isHealthy();
     const backend = await deps.isBackendReady();
-    return c.json({ status: database && backend ? "ready" : "not_ready", database, backend }, database && backend ? 200 : 503);
+    // Identity providers whose discovery is still being retried: their logins answer 503.
+    // Names only: the reason (URLs, errors) is for the operator's log, not this open route.
+    const unavailableProviders = [...deps.providers.values()].filter((p) => p.unavailable() !== null).map((p) => p.name);
+    const ready = database && backend && unavailableProviders.length === 0;
+    return c.json({ status: ready ? "ready" : "not_ready", database, backend, unavailableProviders }, ready ? 200 : 503);
   });
   app.get("/.well-known/jwks.json", (c) => {
     c.header("Content-Type", "application/jwk-set+json; charset=utf-8");

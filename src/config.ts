@@ -18,6 +18,10 @@ export type ProviderConfig =
       clientId: string;
       clientSecret: string;
       scopes: string[];
+      /** OIDC `prompt` values sent with every login; empty: none sent (OIDC Core 3.1.2.1). */
+      prompt: string[];
+      /** The ID token claim tried first for the display name; null: the default order only. */
+      nameClaim: string | null;
     }
   | {
       kind: PresetProviderKind;
@@ -128,11 +132,29 @@ type Env = Record<string, string | undefined>;
 const KEY_ID = /^[A-Za-z0-9_-]{1,32}$/;
 const PROVIDER_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 
+/** The `prompt` values of OIDC Core 3.1.2.1. */
+const PROMPT_VALUES = new Set(["none", "login", "consent", "select_account"]);
+const CLAIM_NAME = /^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/;
+const LOOPBACK_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
+
 /**
  * Reads the environment once and checks all of it. Every problem is collected and thrown
  * together (oauth2-proxy's pkg/validation habit) before anything listens.
  */
 export function loadConfig(env: Env): Config {
+  const { config, problems } = readConfig(env);
+  if (problems.length > 0) {
+    throw new ConfigError(problems);
+  }
+  return config;
+}
+
+/**
+ * The configuration and every problem found in it, without throwing: the start-up adds the
+ * upstreams file's problems to the same list, so an operator sees them all in one go. Each
+ * mistake yields one message; a value that is wrong is never also reported as missing.
+ */
+export function readConfig(env: Env): { config: Config; problems: string[] } {
   const problems: string[] = [];
   const read = new EnvReader(env, problems);
 
@@ -140,6 +162,15 @@ export function loadConfig(env: Env): Config {
   const port = read.integer("PORT", 3000, { min: 0, max: 65535 });
   const host = read.string("HOST", "localhost");
   const publicOrigin = read.origin("PUBLIC_ORIGIN", `http://localhost:${port}`);
+  const publicURL = new URL(publicOrigin);
+  if (production && publicURL.protocol === "http:" && !LOOPBACK_HOSTS.has(publicURL.hostname)) {
+    // The session cookie is `__Host-…; Secure`: a browser drops it over plain http (RFC
+    // 6265bis 4.1.2.5), so every login would end on the failure page with no clue why.
+    problems.push(
+      `PUBLIC_ORIGIN: "${publicOrigin}" is plain http, and browsers refuse the Secure session cookie over http, ` +
+        "so every login would fail; use https:// (terminate TLS at a proxy in front, see docs/production.md)",
+    );
+  }
   const extraOrigins = read.list("ALLOWED_ORIGINS").flatMap((value) => {
     const origin = parseOrigin(value);
     if (origin === null) {
@@ -151,7 +182,9 @@ export function loadConfig(env: Env): Config {
 
   const idle = read.integer("SESSION_IDLE_TIMEOUT_SECONDS", 1800, { min: 60 });
   const absolute = read.integer("SESSION_ABSOLUTE_TIMEOUT_SECONDS", 43200, { min: 60 });
-  if (idle > absolute) {
+  // Compared only when both are valid: a default standing in for a wrong value is not the operator's.
+  const timeoutsValid = !problems.some((p) => p.startsWith("SESSION_IDLE_TIMEOUT_SECONDS") || p.startsWith("SESSION_ABSOLUTE_TIMEOUT_SECONDS"));
+  if (timeoutsValid && idle > absolute) {
     problems.push(
       `SESSION_IDLE_TIMEOUT_SECONDS (${idle}) must not exceed SESSION_ABSOLUTE_TIMEOUT_SECONDS (${absolute})`,
     );
@@ -166,12 +199,13 @@ export function loadConfig(env: Env): Config {
     );
   }
 
+  // "Required" only when unset: a set but malformed value already has its own message.
   const tokenEncryptionKeys = read.keys("TOKEN_ENCRYPTION_KEYS");
-  if (tokenEncryptionKeys === null && !demoAllowed) {
+  if (read.optional("TOKEN_ENCRYPTION_KEYS") === null && !demoAllowed) {
     problems.push("TOKEN_ENCRYPTION_KEYS is required outside demo mode (kid:base64-of-32-bytes,…)");
   }
   const assertionSigningKeys = read.keys("ASSERTION_SIGNING_KEYS");
-  if (assertionSigningKeys === null && !demoAllowed) {
+  if (read.optional("ASSERTION_SIGNING_KEYS") === null && !demoAllowed) {
     problems.push("ASSERTION_SIGNING_KEYS is required outside demo mode (kid:base64-of-32-byte-Ed25519-seed,…)");
   }
 
@@ -233,10 +267,7 @@ export function loadConfig(env: Env): Config {
     },
   };
 
-  if (problems.length > 0) {
-    throw new ConfigError(problems);
-  }
-  return config;
+  return { config, problems };
 }
 
 /**
@@ -308,6 +339,8 @@ function readProviders(env: Env, read: EnvReader, problems: string[]): ProviderC
         clientId,
         clientSecret,
         scopes: read.list(`${prefix}_SCOPES`, ["openid", "profile", "offline_access"]),
+        prompt: readPrompt(read, `${prefix}_PROMPT`, problems),
+        nameClaim: readClaimName(read, `${prefix}_NAME_CLAIM`, problems),
       });
     }
   }
@@ -468,6 +501,34 @@ function parseWebSocketTarget(value: string): string | null {
   return url.href;
 }
 
+/**
+ * `OIDC_<NAME>_PROMPT`: sent only when set. `consent` at every login is what made a consent
+ * screen appear each time; some providers (Google-like ones) issue a refresh token for
+ * `offline_access` only with it, and then it is set here on purpose.
+ */
+function readPrompt(read: EnvReader, name: string, problems: string[]): string[] {
+  const values = read.list(name);
+  const unknown = values.filter((value) => !PROMPT_VALUES.has(value));
+  if (unknown.length > 0) {
+    problems.push(`${name}: "${unknown.join(" ")}" is not a prompt value (none, login, consent, select_account)`);
+    return [];
+  }
+  if (values.includes("none") && values.length > 1) {
+    problems.push(`${name}: "none" cannot be combined with other prompt values (OIDC Core 3.1.2.1)`);
+    return [];
+  }
+  return values;
+}
+
+function readClaimName(read: EnvReader, name: string, problems: string[]): string | null {
+  const value = read.optional(name);
+  if (value !== null && !CLAIM_NAME.test(value)) {
+    problems.push(`${name}: "${value}" is not a claim name (letters, digits, _ . : -)`);
+    return null;
+  }
+  return value;
+}
+
 class EnvReader {
   constructor(
     private readonly env: Env,
@@ -499,13 +560,17 @@ class EnvReader {
     if (value === null) {
       return fallback;
     }
-    if (!/^\d+$/.test(value)) {
+    // A sign is read too, so "-5" is told it is too small rather than "not a whole number".
+    if (!/^[+-]?\d+$/.test(value)) {
       this.problems.push(`${name}: "${value}" is not a whole number`);
       return fallback;
     }
     const parsed = Number(value);
-    if ((range.min !== undefined && parsed < range.min) || (range.max !== undefined && parsed > range.max)) {
-      this.problems.push(`${name}: ${parsed} is outside ${range.min ?? "-∞"}…${range.max ?? "∞"}`);
+    const { min, max } = range;
+    if ((min !== undefined && parsed < min) || (max !== undefined && parsed > max)) {
+      const bounds =
+        min !== undefined && max !== undefined ? `between ${min} and ${max}` : min !== undefined ? `at least ${min}` : `at most ${max}`;
+      this.problems.push(`${name}: ${parsed} is out of range, it must be ${bounds}`);
       return fallback;
     }
     return parsed;

@@ -1,18 +1,18 @@
 import { resolve } from "node:path";
-import { ConfigError, loadConfig, readEnvironment, type Config } from "./config";
+import { ConfigError, readEnvironment, type Config } from "./config";
 import { startDemoGame } from "./demo/game";
 import { createGameAPI } from "./demo/game-api";
 import { startDemoIdP, type DemoIdP } from "./demo/idp";
 import { loadOrCreateDemoSecrets } from "./demo/secrets";
-import { startPortcullis } from "./portcullis";
+import { checkConfiguration, startPortcullis } from "./portcullis";
 
 const DEMO_CLIENT_ID = "portcullis-demo";
 
-/** Start-up: loadConfig → (demo parts) → startPortcullis → signals. */
+/** Start-up: every configuration problem at once → (demo parts) → startPortcullis → signals. */
 async function main(): Promise<void> {
   let config: Config;
   try {
-    config = loadConfig(readEnvironment());
+    config = checkConfiguration(readEnvironment());
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`${error.message}\n`);
@@ -45,6 +45,8 @@ async function main(): Promise<void> {
           clientId: DEMO_CLIENT_ID,
           clientSecret: secrets.demoClientSecret,
           scopes: ["openid", "profile", "offline_access"],
+          prompt: [],
+          nameClaim: null,
         },
       ],
     };

@@ -6,11 +6,11 @@ import { createApp } from "./app";
 import { createAuditLog, type AuditLog } from "./audit/log";
 import { AccountStore } from "./auth/accounts";
 import { LoginAttemptStore } from "./auth/login-attempts";
-import { createProviders, type Provider } from "./auth/providers";
+import { createProviders, type Provider, type Timers } from "./auth/providers";
 import { SessionStore } from "./auth/session";
 import { SessionEvents } from "./auth/session-events";
 import { secureRandomBytes, systemClock, type Clock, type RandomBytes } from "./clock";
-import type { Config, NamedKey } from "./config";
+import { ConfigError, readConfig, type Config, type NamedKey } from "./config";
 import { hmacSHA256 } from "./crypto/hash";
 import { TokenCipher } from "./crypto/token-cipher";
 import { openDatabase, type Database } from "./db/database";
@@ -19,7 +19,7 @@ import { securityHeaderList } from "./http/headers";
 import { AssertionSigner } from "./proxy/assertion";
 import { TokenRefresher } from "./proxy/refresh";
 import { apiRoutes } from "./proxy/relay";
-import { loadUpstreams } from "./proxy/upstreams";
+import { loadUpstreams, readUpstreams } from "./proxy/upstreams";
 import { createUpgradeGate } from "./ws/gate";
 import { GOING_AWAY, SocketRegistry } from "./ws/registry";
 import { wsTicketRoutes } from "./ws/ticket-route";
@@ -40,6 +40,10 @@ export interface PortcullisOptions {
   ws?: { heartbeatMs?: number; recheckMs?: number; backendHandshakeTimeoutMs?: number };
   /** The /api upstream timeout (30 s; tests shorten it). */
   upstreamTimeoutMs?: number;
+  /** Provider discovery retries (tests fire them by hand). */
+  timers?: Timers;
+  /** Operator messages that are not audit events (discovery failures); stderr by default. */
+  report?: (line: string) => void;
 }
 
 export interface Portcullis {
@@ -87,7 +91,18 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
 
   // The upstreams file is configuration: check it before any network or database I/O.
   const upstreams = loadUpstreams(config, config.providers.map((p) => p.name));
-  const providers = await createProviders(config.providers, { publicOrigin: config.publicOrigin, clock, fetch: options.fetch });
+  // Discovery does not hold the start: the first attempt of each provider is awaited (a
+  // reachable provider is usable from the first request), a failed one is retried in the
+  // background while /readyz names it and its login answers 503.
+  const discovery = createProviders(config.providers, {
+    publicOrigin: config.publicOrigin,
+    clock,
+    fetch: options.fetch,
+    timers: options.timers,
+    report: options.report,
+  });
+  await discovery.firstAttempts;
+  const providers = discovery.all;
   const db = openDatabase(config.databasePath);
   // The audit log names sessions by a keyed hash; the key is derived from the first token key.
   const audit = createAuditLog({
@@ -205,6 +220,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
     registry,
     async close() {
       clearInterval(sweeper);
+      discovery.stop();
       audit.write("server.stopping");
       // Tell every player to reconnect elsewhere (1001), give the closing handshakes a
       // moment, then drop whatever did not answer: shutdown must not wait 30 s per socket.
@@ -229,6 +245,19 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
       db.close();
     },
   };
+}
+
+/**
+ * The whole configuration checked at once: the environment, then the upstreams file read
+ * with the providers the environment names (the demo provider in demo mode). Throws one
+ * {@link ConfigError} listing every problem, so an operator fixes them in one round.
+ */
+export function checkConfiguration(env: Record<string, string | undefined>): Config {
+  const { config, problems } = readConfig(env);
+  const providerNames = config.demo !== null ? ["demo"] : config.providers.map((p) => p.name);
+  readUpstreams(config, providerNames, problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
 }
 
 /**

@@ -1,5 +1,9 @@
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
+import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { ConfigError, loadConfig } from "../src/config";
+import { checkConfiguration } from "../src/portcullis";
 
 const KEY = Buffer.alloc(32, 7).toString("base64");
 
@@ -37,7 +41,7 @@ describe("#loadConfig", () => {
   it("reads AUDIT_LOG_MAX_BYTES (null when unset) and refuses a tiny cap or one without AUDIT_LOG_PATH", () => {
     expect(loadConfig({}).auditLogMaxBytes).toBeNull();
     expect(loadConfig({ AUDIT_LOG_PATH: "/var/log/portcullis/audit.log", AUDIT_LOG_MAX_BYTES: "104857600" }).auditLogMaxBytes).toBe(104_857_600);
-    expect(problemsOf({ AUDIT_LOG_PATH: "a.log", AUDIT_LOG_MAX_BYTES: "100" })).toEqual(["AUDIT_LOG_MAX_BYTES: 100 is outside 65536…∞"]);
+    expect(problemsOf({ AUDIT_LOG_PATH: "a.log", AUDIT_LOG_MAX_BYTES: "100" })).toEqual(["AUDIT_LOG_MAX_BYTES: 100 is out of range, it must be at least 65536"]);
     expect(problemsOf({ AUDIT_LOG_MAX_BYTES: "1000000" })).toEqual([
       "AUDIT_LOG_MAX_BYTES is set but AUDIT_LOG_PATH is not: there is no file to rotate",
     ]);
@@ -195,6 +199,122 @@ describe("#loadConfig", () => {
     it("refuses a value that is not a JSON list", () => {
       expect(problemsOf({ WS_ROUTES: "/socket.io/" })).toEqual([expect.stringMatching(/^WS_ROUTES is not JSON/)]);
       expect(problemsOf({ WS_ROUTES: '{"path": "/socket.io/"}' })).toEqual([expect.stringMatching(/^WS_ROUTES must be a JSON list/)]);
+    });
+  });
+
+  // Issue 18: one message per mistake, and each one true.
+  const PRODUCTION = {
+    NODE_ENV: "production",
+    PUBLIC_ORIGIN: "https://play.example.com",
+    GAME_BACKEND_URL: "http://10.0.0.5:9000",
+    TOKEN_ENCRYPTION_KEYS: `k1:${KEY}`,
+    ASSERTION_SIGNING_KEYS: `a1:${KEY}`,
+    OIDC_PROVIDERS: "corp",
+    OIDC_CORP_ISSUER: "https://id.example.com",
+    OIDC_CORP_CLIENT_ID: "c",
+    OIDC_CORP_CLIENT_SECRET: "cs",
+  };
+
+  it("says a malformed key is malformed, not also that the variable is required", () => {
+    expect(problemsOf({ ...PRODUCTION, TOKEN_ENCRYPTION_KEYS: "k1:short" })).toEqual([
+      'TOKEN_ENCRYPTION_KEYS: key "k1" is 3 bytes, it must be 32 bytes (base64 of 32 random bytes)',
+    ]);
+    expect(problemsOf({ ...PRODUCTION, ASSERTION_SIGNING_KEYS: "no-colon" })).toEqual([
+      "ASSERTION_SIGNING_KEYS: each entry must be kid:base64key with a kid of [A-Za-z0-9_-]",
+    ]);
+    const { TOKEN_ENCRYPTION_KEYS: _unset, ...withoutKeys } = PRODUCTION;
+    expect(problemsOf(withoutKeys)).toEqual(["TOKEN_ENCRYPTION_KEYS is required outside demo mode (kid:base64-of-32-bytes,…)"]);
+  });
+
+  it("says a negative number is too small, not that it is not a whole number, and names the bounds", () => {
+    expect(problemsOf({ SESSION_IDLE_TIMEOUT_SECONDS: "-5" })).toEqual(["SESSION_IDLE_TIMEOUT_SECONDS: -5 is out of range, it must be at least 60"]);
+    expect(problemsOf({ PORT: "70000" })).toEqual(["PORT: 70000 is out of range, it must be between 0 and 65535"]);
+    expect(problemsOf({ PORT: "eighty" })).toEqual(['PORT: "eighty" is not a whole number']);
+    expect(problemsOf({ WS_MAX_MESSAGES_PER_SECOND: "1.5" })).toEqual(['WS_MAX_MESSAGES_PER_SECOND: "1.5" is not a whole number']);
+  });
+
+  it("compares the two session timeouts only when both are valid", () => {
+    // The idle default (1800) standing in for "-5" is not the operator's, so no "1800 must not exceed 600".
+    expect(problemsOf({ SESSION_IDLE_TIMEOUT_SECONDS: "-5", SESSION_ABSOLUTE_TIMEOUT_SECONDS: "600" })).toEqual([
+      "SESSION_IDLE_TIMEOUT_SECONDS: -5 is out of range, it must be at least 60",
+    ]);
+    expect(problemsOf({ SESSION_IDLE_TIMEOUT_SECONDS: "900", SESSION_ABSOLUTE_TIMEOUT_SECONDS: "600" })).toEqual([
+      "SESSION_IDLE_TIMEOUT_SECONDS (900) must not exceed SESSION_ABSOLUTE_TIMEOUT_SECONDS (600)",
+    ]);
+  });
+
+  it("refuses a plain-http PUBLIC_ORIGIN in production, saying why, except on this machine", () => {
+    expect(problemsOf({ ...PRODUCTION, PUBLIC_ORIGIN: "http://play.example.com" })).toEqual([
+      expect.stringMatching(/^PUBLIC_ORIGIN: "http:\/\/play\.example\.com" is plain http, and browsers refuse the Secure session cookie over http.*use https:\/\//),
+    ]);
+    for (const origin of ["http://localhost:3000", "http://127.0.0.1:8080", "http://[::1]:3000", "https://play.example.com"]) {
+      expect(problemsOf({ ...PRODUCTION, PUBLIC_ORIGIN: origin }), origin).toEqual([]);
+    }
+    // Outside production plain http stays possible (a LAN test); the login page then explains.
+    expect(problemsOf({ PUBLIC_ORIGIN: "http://play.example.com" })).toEqual([]);
+  });
+
+  it("reads OIDC_<NAME>_PROMPT (none sent by default) and OIDC_<NAME>_NAME_CLAIM, and checks them", () => {
+    const corp = (env: Record<string, string>) => loadConfig({ ...PRODUCTION, ...env }).providers[0];
+    expect(corp({})).toMatchObject({ prompt: [], nameClaim: null });
+    expect(corp({ OIDC_CORP_PROMPT: "consent", OIDC_CORP_NAME_CLAIM: "gamer_tag" })).toMatchObject({ prompt: ["consent"], nameClaim: "gamer_tag" });
+    expect(corp({ OIDC_CORP_PROMPT: "login consent" })).toMatchObject({ prompt: ["login", "consent"] });
+    expect(problemsOf({ ...PRODUCTION, OIDC_CORP_PROMPT: "always" })).toEqual([
+      'OIDC_CORP_PROMPT: "always" is not a prompt value (none, login, consent, select_account)',
+    ]);
+    expect(problemsOf({ ...PRODUCTION, OIDC_CORP_PROMPT: "none consent" })).toEqual([
+      'OIDC_CORP_PROMPT: "none" cannot be combined with other prompt values (OIDC Core 3.1.2.1)',
+    ]);
+    expect(problemsOf({ ...PRODUCTION, OIDC_CORP_NAME_CLAIM: "the name" })).toEqual(['OIDC_CORP_NAME_CLAIM: "the name" is not a claim name (letters, digits, _ . : -)']);
+  });
+
+  describe("#checkConfiguration: the environment and the upstreams file in one list", () => {
+    const dir = mkdtempSync(join(tmpdir(), "portcullis-config-"));
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+    function allProblems(env: Record<string, string>): string[] {
+      try {
+        checkConfiguration(env);
+      } catch (error) {
+        if (error instanceof ConfigError) return error.problems;
+        throw error;
+      }
+      return [];
+    }
+
+    it("lists environment and upstreams-file problems together, each once", () => {
+      const file = join(dir, "upstreams.json");
+      writeFileSync(
+        file,
+        JSON.stringify({
+          routes: [
+            { prefix: "/api/game", target: "http://10.0.0.5:9000/api/game/" },
+            { prefix: "/api/me/", target: "https://id.example.com/me", credential: "provider-token", provider: "nobody" },
+          ],
+        }),
+      );
+      const problems = allProblems({ ...PRODUCTION, UPSTREAMS_FILE: file, TOKEN_ENCRYPTION_KEYS: "k1:short", PORT: "-1" });
+      expect(problems).toEqual([
+        "PORT: -1 is out of range, it must be between 0 and 65535",
+        'TOKEN_ENCRYPTION_KEYS: key "k1" is 3 bytes, it must be 32 bytes (base64 of 32 random bytes)',
+        `UPSTREAMS_FILE ${file} routes[0].prefix must look like "/api/name/" (letters, digits, - and _, ending in /)`,
+        `UPSTREAMS_FILE ${file} routes[1].provider must name a configured provider (corp)`,
+      ]);
+    });
+
+    it("reads an unreadable upstreams file as one more problem in the same list", () => {
+      const missing = join(dir, "missing.json");
+      const problems = allProblems({ ...PRODUCTION, UPSTREAMS_FILE: missing, SESSION_IDLE_TIMEOUT_SECONDS: "-5" });
+      expect(problems).toEqual([
+        "SESSION_IDLE_TIMEOUT_SECONDS: -5 is out of range, it must be at least 60",
+        expect.stringMatching(new RegExp(`^UPSTREAMS_FILE ${missing}: ENOENT`)),
+      ]);
+    });
+
+    it("knows the demo provider by name in demo mode", () => {
+      const file = join(dir, "demo-upstreams.json");
+      writeFileSync(file, JSON.stringify({ routes: [{ prefix: "/api/me/", target: "http://127.0.0.1:3001/me", credential: "provider-token", provider: "demo" }] }));
+      expect(allProblems({ UPSTREAMS_FILE: file })).toEqual([]);
     });
   });
 });

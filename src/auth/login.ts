@@ -12,6 +12,8 @@ import { refuse } from "../http/errors";
 import { DecryptionError } from "../crypto/token-cipher";
 
 export interface LoginDeps {
+  /** For the failure page: a plain-http origin explains why the browser dropped the cookies. */
+  config?: { publicOrigin: string };
   providers: Map<string, Provider>;
   attempts: LoginAttemptStore;
   accounts: AccountStore;
@@ -31,6 +33,14 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
     const provider = deps.providers.get(c.req.param("provider"));
     if (provider === undefined) {
       refuse(404, "unknown_provider", "No such identity provider.");
+    }
+    const unavailable = provider.unavailable();
+    if (unavailable !== null) {
+      // Discovery is still being retried (the operator's log says why): nothing to redirect to.
+      deps.audit.write("login.failure", { provider: provider.name, reason: "provider not discovered", ip: c.var.clientIP });
+      c.header("Cache-Control", "no-store");
+      c.header("Retry-After", "30");
+      return failurePage(c, "provider_down", provider, 503);
     }
     const returnTo = sanitizeReturnTo(c.req.query("returnTo"));
     // Started from the game's own page, this is a same-site navigation and the Strict
@@ -64,10 +74,11 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
         c.header("Set-Cookie", expiredLoginCookie(), { append: true });
       }
     };
-    const fail = (reason: string, detail?: string): Response => {
+    // `reason` (with `detail`) is for the audit log; the player sees what `kind` says to do.
+    const fail = (kind: LoginFailureReason, reason: string, detail?: string): Response => {
       deps.audit.write("login.failure", { provider: provider.name, reason, ip: c.var.clientIP, ...(detail ? { detail } : {}) });
       settleLoginCookie();
-      return failurePage(c);
+      return failurePage(c, kind, provider);
     };
 
     // RFC 6749 3.1: response parameters must not be repeated. Two `state`, `code` or `iss`
@@ -75,11 +86,16 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
     // before the attempt is touched, so the real callback can still complete.
     const repeated = CALLBACK_PARAMETERS.find((name) => (c.req.queries(name)?.length ?? 0) > 1);
     if (repeated !== undefined) {
-      return fail("repeated callback parameter", repeated);
+      return fail("expired", "repeated callback parameter", repeated);
     }
     const state = c.req.query("state");
-    if (handle === null || state === undefined) {
-      return fail(handle === null ? "no login-state cookie" : "no state");
+    if (handle === null) {
+      // The browser did not send back the login-state cookie it got a minute ago: cookies
+      // are blocked, or (over plain http) the Secure cookie was never stored.
+      return fail(isInsecureOrigin(deps.config?.publicOrigin) ? "insecure" : "cookies", "no login-state cookie");
+    }
+    if (state === undefined) {
+      return fail("expired", "no state");
     }
     // Consumed before anything else is looked at, so a replay finds nothing. Only the
     // attempt this state names goes: the browser's other logins stay.
@@ -89,29 +105,29 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
     } catch (error) {
       if (error instanceof DecryptionError) {
         deps.audit.write("crypto.decrypt.failed", { reason: "login attempt", detail: error.message });
-        return fail("login attempt unreadable");
+        return fail("expired", "login attempt unreadable");
       }
       throw error;
     }
     if (attempt === null) {
-      return fail("unknown, expired, replayed or mismatched state");
+      return fail("expired", "unknown, expired, replayed or mismatched state");
     }
     // RFC 9700 4.4: the callback must be the one of the provider the login started with.
     if (attempt.provider !== provider.name) {
-      return fail("callback of another provider", `started with ${attempt.provider}`);
+      return fail("expired", "callback of another provider", `started with ${attempt.provider}`);
     }
     const providerError = c.req.query("error");
     if (providerError !== undefined) {
-      return fail("provider returned an error", providerError);
+      return fail(providerErrorReason(providerError), "provider returned an error", providerError);
     }
     // RFC 9207 2.4: check `iss` when sent, and insist on it when the provider promises it.
     const iss = c.req.query("iss");
     if (iss !== undefined ? iss !== provider.issuer : provider.sendsIssuerInCallback) {
-      return fail("issuer mismatch in callback (RFC 9207)");
+      return fail("provider_refused", "issuer mismatch in callback (RFC 9207)");
     }
     const code = c.req.query("code");
     if (code === undefined || code === "" || code.length > 2048) {
-      return fail("no code");
+      return fail("expired", "no code");
     }
 
     let result;
@@ -119,7 +135,7 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
       result = await provider.completeLogin(code, attempt);
     } catch (error) {
       if (error instanceof ProviderError) {
-        return fail(error.code, error.message);
+        return fail(error.isUnreachable ? "provider_down" : "provider_refused", error.code, error.message);
       }
       throw error;
     }
@@ -186,7 +202,43 @@ function continuePage(c: Context<AppEnv>, returnTo: string): Response {
   );
 }
 
-function failurePage(c: Context<AppEnv>): Response {
+/**
+ * Why a login failed, as far as the player can act on it. The audit log keeps the exact
+ * reason; the page says what to do, without internals (no OAuth error codes, no URLs).
+ */
+export type LoginFailureReason = "expired" | "cookies" | "insecure" | "denied" | "provider_refused" | "provider_down";
+
+/** What the failure page says for each reason; `{provider}` is the provider's label. */
+export const LOGIN_FAILURE_MESSAGES: Record<LoginFailureReason, string> = {
+  expired: "This login link has expired or was already used. Please start the login again.",
+  cookies: "Your browser did not keep this site's login cookie. Allow cookies for this site (private windows and strict blockers often refuse them), then try again.",
+  insecure: "Logging in only works when the game is opened with https://. Open the game's https:// address and log in again.",
+  denied: "The login was cancelled at {provider}, or access was not allowed. To play, try again and accept.",
+  provider_refused: "{provider} could not confirm who you are. Please try again; if it keeps happening, try again later.",
+  provider_down: "{provider} is not answering right now, so logging in with it is not possible at the moment. Please try again in a few minutes.",
+};
+
+/** RFC 6749 4.1.2.1 errors the provider sent back to the browser, as the player's situation. */
+function providerErrorReason(error: string): LoginFailureReason {
+  if (error === "access_denied" || error === "consent_required" || error === "interaction_required" || error === "login_required") return "denied";
+  if (error === "temporarily_unavailable" || error === "server_error") return "provider_down";
+  return "provider_refused";
+}
+
+/** A plain-http origin other than this machine: browsers store no Secure cookie there. */
+function isInsecureOrigin(origin: string | undefined): boolean {
+  if (origin === undefined) return false;
+  const url = new URL(origin);
+  return url.protocol === "http:" && !["localhost", "127.0.0.1", "[::1]"].includes(url.hostname);
+}
+
+/**
+ * The login failure page: 400 for a callback that failed (the attempt is spent), 503 for a
+ * login that cannot start because the provider is not discovered yet.
+ */
+function failurePage(c: Context<AppEnv>, reason: LoginFailureReason, provider: Provider, status: 400 | 503 = 400): Response {
+  const text = escapeHTML(LOGIN_FAILURE_MESSAGES[reason]).replaceAll("{provider}", escapeHTML(provider.label));
+  const retry = `/auth/login/${encodeURIComponent(provider.name)}`;
   return c.html(
     `<!doctype html>
 <html lang="en">
@@ -198,11 +250,11 @@ function failurePage(c: Context<AppEnv>): Response {
 <link rel="stylesheet" href="/style.css">
 </head>
 <body class="notice">
-<main><h1>Login failed</h1><p>The login could not be completed. Nothing was saved.</p><p><a href="/">Back to the game</a> and try again.</p></main>
+<main data-reason="${reason}"><h1>Login failed</h1><p>${text}</p><p>Nothing was saved.</p><p><a href="${escapeHTML(retry)}">Try again</a> or go <a href="/">back to the game</a>.</p></main>
 </body>
 </html>
 `,
-    400,
+    status,
   );
 }
 

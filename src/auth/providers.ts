@@ -46,6 +46,11 @@ export interface Provider {
   refresh(refreshToken: string): Promise<ProviderTokens>;
   /** RFC 7009 revocation, when the provider has it. */
   revoke: ((token: string) => Promise<void>) | null;
+  /**
+   * Why this provider cannot be used yet, in an operator's words (its OIDC discovery keeps
+   * failing and is being retried); null when it can.
+   */
+  unavailable(): string | null;
 }
 
 /** A provider refused a request (`code` is the OAuth error) or could not be reached (`code` "unreachable"). */
@@ -68,37 +73,114 @@ export class ProviderError extends Error {
   }
 }
 
+/** Deferred work: discovery retries. Injected so a test fires them instead of waiting. */
+export interface Timers {
+  schedule(callback: () => Promise<void>, ms: number): { cancel(): void };
+}
+
+export const systemTimers: Timers = {
+  schedule(callback, ms) {
+    const timer = setTimeout(() => void callback(), ms);
+    // A retry pending must not keep a stopping process alive.
+    timer.unref();
+    return { cancel: () => clearTimeout(timer) };
+  },
+};
+
 export interface ProviderContext {
   publicOrigin: string;
   clock: Clock;
   fetch?: typeof fetch;
+  timers?: Timers;
+  /** Discovery failures and recoveries, one line each, for the operator (stderr by default). */
+  report?: (line: string) => void;
 }
 
-/** Builds every configured provider; OIDC issuers are discovered, so this does network I/O. */
-export async function createProviders(configs: ProviderConfig[], context: ProviderContext): Promise<Map<string, Provider>> {
-  const providers = new Map<string, Provider>();
-  const problems: string[] = [];
+export interface Providers {
+  /** Every configured provider, usable or not yet ({@link Provider.unavailable}). */
+  all: Map<string, Provider>;
+  /** Settles when every provider's first discovery attempt is over, whatever its outcome. */
+  firstAttempts: Promise<void>;
+  /** Cancels the discovery retries still pending. */
+  stop(): void;
+}
+
+/** Discovery attempt n+1 waits 1 s, 2 s, 4 s … after the n-th failure, at most 5 minutes. */
+export function discoveryRetryDelayMs(failures: number): number {
+  return Math.min(1_000 * 2 ** Math.max(0, failures - 1), 300_000);
+}
+
+/**
+ * Builds every configured provider. OIDC issuers are discovered in the background: a
+ * provider that is down does not stop the start (a restart while the IdP is down would
+ * otherwise take the whole game down with it); discovery is retried with backoff, and
+ * until it succeeds that provider's login answers 503 and /readyz names it.
+ */
+export function createProviders(configs: ProviderConfig[], context: ProviderContext): Providers {
+  const all = new Map<string, Provider>();
+  const loops: DiscoveryLoop[] = [];
   for (const config of configs) {
-    try {
-      providers.set(config.name, await createProvider(config, context));
-    } catch (error) {
-      problems.push(`${config.name}: ${error instanceof Error ? error.message : String(error)}`);
+    if (config.kind === "oidc") {
+      const loop = new DiscoveryLoop(config, context);
+      loops.push(loop);
+      all.set(config.name, createOIDCProvider(config, loop, context));
+    } else {
+      all.set(config.name, createPresetProvider(config, context));
     }
   }
-  if (problems.length > 0) {
-    throw new Error(`Identity providers could not be set up:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+  const firstAttempts = Promise.all(loops.map((loop) => loop.attempt())).then(() => undefined);
+  return {
+    all,
+    firstAttempts,
+    stop: () => loops.forEach((loop) => loop.stop()),
+  };
+}
+
+/** One OIDC issuer's discovery, retried with backoff until it succeeds or is stopped. */
+class DiscoveryLoop {
+  metadata: OIDCMetadata | null = null;
+  problem: string | null = "discovery has not run yet";
+  private failures = 0;
+  private pending: { cancel(): void } | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly config: Extract<ProviderConfig, { kind: "oidc" }>,
+    private readonly context: ProviderContext,
+  ) {}
+
+  async attempt(): Promise<void> {
+    this.pending = null;
+    const report = this.context.report ?? ((line: string) => process.stderr.write(`${line}\n`));
+    try {
+      this.metadata = await discover(this.config.issuer, this.context.fetch ?? fetch);
+      this.problem = null;
+      if (this.failures > 0) report(`identity provider ${this.config.name}: discovery succeeded after ${this.failures} failed attempts`);
+    } catch (error) {
+      this.failures += 1;
+      this.problem = error instanceof Error ? error.message : String(error);
+      if (this.stopped) return;
+      const delay = discoveryRetryDelayMs(this.failures);
+      report(`identity provider ${this.config.name}: ${this.problem}; its logins answer 503, retrying in ${delay / 1000} s`);
+      this.pending = (this.context.timers ?? systemTimers).schedule(() => this.attempt(), delay);
+    }
   }
-  return providers;
+
+  stop(): void {
+    this.stopped = true;
+    this.pending?.cancel();
+    this.pending = null;
+  }
 }
 
 function callbackURL(context: ProviderContext, name: string): string {
   return `${context.publicOrigin}/auth/callback/${name}`;
 }
 
-async function createProvider(config: ProviderConfig, context: ProviderContext): Promise<Provider> {
+function createPresetProvider(config: ProviderConfig, context: ProviderContext): Provider {
   switch (config.kind) {
     case "oidc":
-      return createOIDCProvider(config, await discover(config.issuer, context.fetch ?? fetch), context);
+      throw new Error("an OIDC provider is not a preset");
     case "google":
       return createGoogleProvider(config, context);
     case "discord":
@@ -158,44 +240,69 @@ export async function discover(issuer: string, fetcher: typeof fetch): Promise<O
   };
 }
 
-function createOIDCProvider(config: ProviderConfig, metadata: OIDCMetadata, context: ProviderContext): Provider {
+function createOIDCProvider(config: Extract<ProviderConfig, { kind: "oidc" }>, discovery: DiscoveryLoop, context: ProviderContext): Provider {
   const client = new OAuth2Client(config.clientId, config.clientSecret, callbackURL(context, config.name));
-  const { revocationEndpoint } = metadata;
+  // Every use needs the discovered endpoints; before discovery succeeds the provider is
+  // treated as down (the login route answers its 503 page before getting here).
+  const metadata = (): OIDCMetadata => {
+    if (discovery.metadata === null) {
+      throw new ProviderError("unreachable", `the identity provider has not been discovered yet: ${discovery.problem ?? "pending"}`);
+    }
+    return discovery.metadata;
+  };
+  const revoke = async (token: string): Promise<void> => {
+    const endpoint = metadata().revocationEndpoint;
+    if (endpoint !== null) await call(() => client.revokeToken(endpoint, token));
+  };
   return {
     name: config.name,
     label: config.label,
-    issuer: metadata.issuer,
-    authorizationOrigin: new URL(metadata.authorizationEndpoint).origin,
-    sendsIssuerInCallback: metadata.issuerInCallback,
+    issuer: config.issuer,
+    // Until discovery succeeds, the issuer's origin is the best guess for CSP form-action.
+    get authorizationOrigin() {
+      return new URL(discovery.metadata?.authorizationEndpoint ?? config.issuer).origin;
+    },
+    get sendsIssuerInCallback() {
+      return discovery.metadata?.issuerInCallback ?? false;
+    },
     authorizationURL(request) {
       const url = client.createAuthorizationURLWithPKCE(
-        metadata.authorizationEndpoint,
+        metadata().authorizationEndpoint,
         request.state,
         CodeChallengeMethod.S256,
         request.codeVerifier,
         config.scopes,
       );
       url.searchParams.set("nonce", request.nonce);
-      if (config.scopes.includes("offline_access")) {
-        // OIDC Core 11: offline_access is only honoured together with prompt=consent.
-        url.searchParams.set("prompt", "consent");
+      // OIDC Core 3.1.2.1: only when configured. `consent` on every login put a consent
+      // screen in front of the player each time; providers that honour offline_access only
+      // with prompt=consent (OIDC Core 11) get it through OIDC_<NAME>_PROMPT=consent.
+      if (config.prompt.length > 0) {
+        url.searchParams.set("prompt", config.prompt.join(" "));
       }
       return url;
     },
     async completeLogin(code, request) {
-      const tokens = await call(() => client.validateAuthorizationCode(metadata.tokenEndpoint, code, request.codeVerifier));
+      const { tokenEndpoint, issuer } = metadata();
+      const tokens = await call(() => client.validateAuthorizationCode(tokenEndpoint, code, request.codeVerifier));
       const identity = identityFromIdToken(tokens, {
-        issuers: [metadata.issuer],
+        issuers: [issuer],
         clientId: config.clientId,
         nonce: request.nonce,
         now: context.clock.now(),
+        nameClaim: config.nameClaim,
       });
       return { tokens: toProviderTokens(tokens, context.clock), identity };
     },
     async refresh(refreshToken) {
-      return toProviderTokens(await call(() => client.refreshAccessToken(metadata.tokenEndpoint, refreshToken, [])), context.clock);
+      const { tokenEndpoint } = metadata();
+      return toProviderTokens(await call(() => client.refreshAccessToken(tokenEndpoint, refreshToken, [])), context.clock);
     },
-    revoke: revocationEndpoint === null ? null : (token) => call(() => client.revokeToken(revocationEndpoint, token)),
+    // Known only after discovery; a provider without a revocation endpoint makes this a no-op.
+    get revoke() {
+      return discovery.metadata !== null && discovery.metadata.revocationEndpoint === null ? null : revoke;
+    },
+    unavailable: () => (discovery.metadata === null ? discovery.problem : null),
   };
 }
 
@@ -229,6 +336,7 @@ function createGoogleProvider(config: ProviderConfig, context: ProviderContext):
       return toProviderTokens(await call(() => google.refreshAccessToken(refreshToken)), context.clock);
     },
     revoke: (token) => call(() => google.revokeToken(token)),
+    unavailable: () => null,
   };
 }
 
@@ -259,6 +367,7 @@ function createDiscordProvider(config: ProviderConfig, context: ProviderContext)
       return toProviderTokens(await call(() => discord.refreshAccessToken(refreshToken)), context.clock);
     },
     revoke: (token) => call(() => discord.revokeToken(token)),
+    unavailable: () => null,
   };
 }
 
@@ -291,6 +400,7 @@ function createGitHubProvider(config: ProviderConfig, context: ProviderContext):
       return toProviderTokens(await call(() => github.refreshAccessToken(refreshToken)), context.clock);
     },
     revoke: null,
+    unavailable: () => null,
   };
 }
 
@@ -326,6 +436,7 @@ function createTwitchProvider(config: ProviderConfig, context: ProviderContext):
         throw new ProviderError("revocation_failed", `Twitch revocation answered ${response.status}`);
       }
     },
+    unavailable: () => null,
   };
 }
 
@@ -336,7 +447,7 @@ function createTwitchProvider(config: ProviderConfig, context: ProviderContext):
  */
 export function validateIdTokenClaims(
   claims: unknown,
-  expected: { issuers: string[]; clientId: string; nonce: string; now: number },
+  expected: { issuers: string[]; clientId: string; nonce: string; now: number; nameClaim?: string | null },
 ): ProviderIdentity {
   if (typeof claims !== "object" || claims === null) {
     throw new ProviderError("invalid_id_token", "the ID token has no claims");
@@ -362,13 +473,18 @@ export function validateIdTokenClaims(
   if (typeof sub !== "string" || sub === "" || sub.length > 255) {
     throw new ProviderError("invalid_id_token", "the ID token has no usable subject");
   }
-  const displayName = firstString(record, ["name", "preferred_username", "nickname", "email"]) ?? sub;
+  // The configured claim (OIDC_<NAME>_NAME_CLAIM) first, then the usual ones, then the subject.
+  const names = [...(expected.nameClaim ? [expected.nameClaim] : []), ...DISPLAY_NAME_CLAIMS];
+  const displayName = firstString(record, names) ?? sub;
   return { issuer: iss, subject: sub, displayName: displayName.slice(0, 64) };
 }
 
+/** The ID token claims a display name is taken from, in order, when no claim is configured. */
+export const DISPLAY_NAME_CLAIMS = ["name", "preferred_username", "nickname", "email"] as const;
+
 function identityFromIdToken(
   tokens: OAuth2Tokens,
-  expected: { issuers: string[]; clientId: string; nonce: string; now: number },
+  expected: { issuers: string[]; clientId: string; nonce: string; now: number; nameClaim?: string | null },
 ): ProviderIdentity {
   let claims: unknown;
   try {
@@ -443,7 +559,7 @@ function stringField(value: unknown, name: string): string | null {
   return typeof field === "string" && field !== "" ? field : null;
 }
 
-function firstString(record: Record<string, unknown>, names: string[]): string | null {
+function firstString(record: Record<string, unknown>, names: readonly string[]): string | null {
   for (const name of names) {
     const value = stringField(record, name);
     if (value !== null) {

@@ -81,8 +81,12 @@ export async function startDemoIdP(options: DemoIdPOptions): Promise<DemoIdP> {
       Session: 14 * 24 * 3600,
       Interaction: 600,
     },
+    // oidc-provider drops `offline_access` unless the login says prompt=consent (OIDC Core
+    // 11), and Portcullis no longer sends it by default: the demo issues refresh tokens to
+    // any client allowed the grant, and keeps them past the provider's own browser session.
     issueRefreshToken: async (_ctx: unknown, client: { grantTypeAllowed(type: string): boolean }) =>
       client.grantTypeAllowed("refresh_token"),
+    expiresWithSession: async () => false,
     rotateRefreshToken: () => options.rotateRefreshTokens ?? true,
     findAccount: async (_ctx: unknown, sub: string) => ({
       accountId: sub,

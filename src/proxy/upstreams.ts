@@ -32,6 +32,14 @@ const DEFAULT_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"];
  * ```
  */
 export function loadUpstreams(config: Config, providerNames: string[]): UpstreamRoute[] {
+  const problems: string[] = [];
+  const routes = readUpstreams(config, providerNames, problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return routes;
+}
+
+/** As {@link loadUpstreams}, adding every problem to `problems` (the start-up's one list) instead of throwing. */
+export function readUpstreams(config: Config, providerNames: string[], problems: string[]): UpstreamRoute[] {
   if (config.upstreamsFile === null) {
     if (config.gameBackendURL === null) return [];
     return [
@@ -49,19 +57,27 @@ export function loadUpstreams(config: Config, providerNames: string[]): Upstream
   try {
     parsed = JSON.parse(readFileSync(config.upstreamsFile, "utf8"));
   } catch (error) {
-    throw new ConfigError([`UPSTREAMS_FILE ${config.upstreamsFile}: ${error instanceof Error ? error.message : String(error)}`]);
+    problems.push(`UPSTREAMS_FILE ${config.upstreamsFile}: ${error instanceof Error ? error.message : String(error)}`);
+    return [];
   }
-  return parseUpstreams(parsed, providerNames, `UPSTREAMS_FILE ${config.upstreamsFile}`);
+  return collectUpstreams(parsed, providerNames, `UPSTREAMS_FILE ${config.upstreamsFile}`, problems);
 }
 
 /** Checks the upstreams file's JSON field by field; throws one {@link ConfigError} listing every problem. */
 export function parseUpstreams(value: unknown, providerNames: string[], where: string): UpstreamRoute[] {
   const problems: string[] = [];
+  const routes = collectUpstreams(value, providerNames, where, problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return routes;
+}
+
+function collectUpstreams(value: unknown, providerNames: string[], where: string, problems: string[]): UpstreamRoute[] {
   const routes: UpstreamRoute[] = [];
   const seenPrefixes = new Set<string>();
   const list = isRecord(value) ? value.routes : undefined;
   if (!Array.isArray(list) || list.length === 0) {
-    throw new ConfigError([`${where}: expected {"routes": [ … ]} with at least one route`]);
+    problems.push(`${where}: expected {"routes": [ … ]} with at least one route`);
+    return [];
   }
   list.forEach((entry: unknown, index) => {
     const at = `${where} routes[${index}]`;
@@ -129,7 +145,6 @@ export function parseUpstreams(value: unknown, providerNames: string[], where: s
       credential: parsedCredential,
     });
   });
-  if (problems.length > 0) throw new ConfigError(problems);
   return routes;
 }
 

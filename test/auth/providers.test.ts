@@ -33,12 +33,32 @@ describe("#validateIdTokenClaims (OIDC Core 3.1.3.7)", () => {
   });
 });
 
+describe("the display name (OIDC_<NAME>_NAME_CLAIM, issue 18)", () => {
+  const claims = { ...good, name: undefined, preferred_username: "nine_p", nickname: "niner", email: "nine@example.com", gamer_tag: "N1N3" };
+  const nameOf = (change: Record<string, unknown>, nameClaim: string | null = null): string =>
+    validateIdTokenClaims({ ...claims, ...change }, { ...expected, nameClaim }).displayName;
+
+  it("takes name, then preferred_username, nickname, email and at last the subject", () => {
+    expect(nameOf({ name: "Nine" })).toBe("Nine");
+    expect(nameOf({})).toBe("nine_p");
+    expect(nameOf({ preferred_username: undefined })).toBe("niner");
+    expect(nameOf({ preferred_username: undefined, nickname: "" })).toBe("nine@example.com");
+    expect(nameOf({ preferred_username: undefined, nickname: undefined, email: undefined })).toBe("user-9");
+  });
+
+  it("tries the configured claim first, and the usual order when the token lacks it", () => {
+    expect(nameOf({ name: "Nine" }, "gamer_tag")).toBe("N1N3");
+    expect(nameOf({ name: "Nine", gamer_tag: undefined }, "gamer_tag")).toBe("Nine");
+    expect(nameOf({ name: "Nine", gamer_tag: 7 }, "gamer_tag")).toBe("Nine");
+  });
+});
+
 describe("provider presets", () => {
   const context = { publicOrigin: "https://play.example.com", clock: new ManualClock(NOW) };
   const request = { state: "st", codeVerifier: "v".repeat(43), nonce: "nn" };
 
   it("builds Google, Discord, GitHub and Twitch authorization URLs with their own callbacks and quirks", async () => {
-    const providers = await createProviders(
+    const { all: providers } = createProviders(
       [
         { kind: "google", name: "google", label: "Google", clientId: "g", clientSecret: "gs", scopes: ["openid", "profile"] },
         { kind: "discord", name: "discord", label: "Discord", clientId: "d", clientSecret: "ds", scopes: ["identify"] },
@@ -49,6 +69,7 @@ describe("provider presets", () => {
     );
     const url = (name: string): URL => {
       const provider = providers.get(name);
+      expect(provider?.unavailable()).toBeNull();
       if (provider === undefined) throw new Error(name);
       return provider.authorizationURL(request);
     };
@@ -73,7 +94,7 @@ describe("provider presets", () => {
     expect(twitch.searchParams.get("redirect_uri")).toBe("https://play.example.com/auth/callback/twitch");
   });
 
-  it("refuses an OIDC issuer whose discovery document names another issuer", async () => {
+  it("keeps an OIDC provider whose discovery document names another issuer unavailable, saying why", async () => {
     const { createServer } = await import("node:http");
     const server = createServer((_req, res) => {
       res.setHeader("content-type", "application/json");
@@ -81,13 +102,20 @@ describe("provider presets", () => {
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
     const port = (server.address() as { port: number }).port;
+    const reported: string[] = [];
+    const scheduled: number[] = [];
+    const timers = { schedule: (_callback: () => Promise<void>, ms: number) => (scheduled.push(ms), { cancel: () => undefined }) };
     try {
-      await expect(
-        createProviders(
-          [{ kind: "oidc", name: "corp", label: "Corp", issuer: `http://127.0.0.1:${port}`, clientId: "c", clientSecret: "s", scopes: ["openid"] }],
-          context,
-        ),
-      ).rejects.toThrow(/expected "http:\/\/127\.0\.0\.1/);
+      const providers = createProviders(
+        [{ kind: "oidc", name: "corp", label: "Corp", issuer: `http://127.0.0.1:${port}`, clientId: "c", clientSecret: "s", scopes: ["openid"], prompt: [], nameClaim: null }],
+        { ...context, timers, report: (line) => reported.push(line) },
+      );
+      await providers.firstAttempts;
+      const corp = providers.all.get("corp");
+      expect(corp?.unavailable()).toMatch(/expected "http:\/\/127\.0\.0\.1/);
+      expect(() => corp?.authorizationURL(request)).toThrow(ProviderError);
+      expect(reported).toEqual([expect.stringMatching(/^identity provider corp: discovery says issuer "https:\/\/impostor\.example".*retrying in 1 s$/)]);
+      expect(scheduled).toEqual([1_000]);
     } finally {
       server.close();
     }
