@@ -28,15 +28,15 @@ async function showLogin(ended) {
   $("who").hidden = true;
   $("login-view").hidden = false;
   $("ended").hidden = !ended;
-  const list = $("providers");
-  list.replaceChildren();
-  for (const provider of await portcullis.providers()) {
+  // Built first and swapped in at once: two calls in a row must not list each provider twice.
+  const links = (await portcullis.providers()).map((provider) => {
     const link = document.createElement("a");
     link.className = "provider";
     link.href = portcullis.loginURL(provider.name, "/");
     link.textContent = `Log in with ${provider.label}`;
-    list.append(link);
-  }
+    return link;
+  });
+  $("providers").replaceChildren(...links);
 }
 
 function showGame() {
@@ -50,13 +50,27 @@ function sessionEnded() {
   state.game?.close();
   state.game = null;
   clearInterval(state.sessionTimer);
-  state.players.clear();
+  clearGame();
   setStatus("ended");
   showLogin(true);
 }
 
+/** Forget everything the last player saw, so nothing of theirs is left for the next one. */
+function clearGame() {
+  state.me = null;
+  state.you = null;
+  state.players.clear();
+  stopMoving();
+  $("player-name").textContent = "";
+  $("roster").replaceChildren();
+  $("chat-log").replaceChildren();
+  $("sessions").replaceChildren();
+  $("chat-input").value = "";
+}
+
 function onMessage(data) {
-  if (typeof data !== "string") return;
+  // A late message of a game that just ended must not bring its players back.
+  if (typeof data !== "string" || state.me === null) return;
   let message;
   try {
     message = JSON.parse(data);
@@ -105,11 +119,13 @@ function renderRoster() {
     ...[...state.players.values()].map((p) => {
       const item = document.createElement("li");
       item.dataset.name = p.name;
+      // "Sam (2)": the account's second session or tab (the game backend numbers them).
+      item.dataset.label = p.label ?? p.name;
       item.dataset.x = String(p.x);
       item.dataset.y = String(p.y);
       const swatch = document.createElement("span");
       swatch.className = `swatch c${Math.max(0, COLORS.indexOf(p.color))}`;
-      item.append(swatch, document.createTextNode(p.id === state.you ? `${p.name} (you)` : p.name));
+      item.append(swatch, document.createTextNode(p.id === state.you ? `${p.label ?? p.name} (you)` : (p.label ?? p.name)));
       return item;
     }),
   );
@@ -146,7 +162,7 @@ function draw() {
     ctx.fillStyle = "#f3eefc";
     ctx.font = "600 15px system-ui, sans-serif";
     ctx.textAlign = "center";
-    ctx.fillText(p.name, p.x, p.y - 22);
+    ctx.fillText(p.label ?? p.name, p.x, p.y - 22);
   }
   requestAnimationFrame(draw);
 }
@@ -158,6 +174,10 @@ function onKey(event) {
   const step = KEYS[event.key] ?? KEYS[event.key.toLowerCase?.()];
   if (!step) return;
   event.preventDefault();
+  move(step);
+}
+
+function move(step) {
   // Stay well under the relay's 50 messages/s.
   const now = performance.now();
   if (now - lastMove < 40) return;
@@ -165,8 +185,34 @@ function onKey(event) {
   state.game?.send(JSON.stringify({ type: "move", dx: step[0], dy: step[1] }));
 }
 
+// On-screen arrows for phones: a press moves once, holding repeats until the finger lifts.
+const DIRECTIONS = { up: [0, -1], down: [0, 1], left: [-1, 0], right: [1, 0] };
+let holding = null;
+function stopMoving() {
+  clearInterval(holding);
+  holding = null;
+}
+for (const button of $("touch").querySelectorAll("button[data-dir]")) {
+  const step = DIRECTIONS[button.dataset.dir];
+  button.addEventListener("pointerdown", (event) => {
+    event.preventDefault();
+    button.setPointerCapture?.(event.pointerId);
+    stopMoving();
+    move(step);
+    holding = setInterval(() => move(step), 80);
+  });
+  for (const end of ["pointerup", "pointercancel", "lostpointercapture"]) button.addEventListener(end, stopMoving);
+  // Enter or Space on a focused arrow (a click without a pointer) moves once too.
+  button.addEventListener("click", (event) => {
+    if (event.detail === 0) move(step);
+  });
+  button.addEventListener("contextmenu", (event) => event.preventDefault());
+}
+
 async function refreshSessions() {
   const list = await portcullis.sessions();
+  // Answered after a logout: the list belongs to the player who left.
+  if (state.me === null) return;
   if (list === null) return sessionEnded();
   $("sessions").replaceChildren(
     ...list.map((s) => {

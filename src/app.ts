@@ -113,7 +113,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     app.all(path, methodNotAllowed);
   }
 
-  app.use("/*", serveStatic({ root: PUBLIC_DIR }));
+  // Behind the same headers and CSP as everything above: a studio's own built front-end
+  // (STATIC_DIR) or the demo client. serveStatic refuses `..`, encoded dots and backslashes.
+  app.use("/*", serveStatic({ root: config.staticDir === null ? PUBLIC_DIR : resolve(config.staticDir) }));
   app.notFound(() => notFound());
   app.onError(
     errorHandler((error, c) => {

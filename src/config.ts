@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { parseEnv } from "node:util";
 
 /** A named 32-byte key, as given in `TOKEN_ENCRYPTION_KEYS` or `ASSERTION_SIGNING_KEYS`. */
@@ -96,6 +96,8 @@ export interface Config {
   /** How many reverse-proxy hops in front of us may set `X-Forwarded-For`. */
   trustProxy: number;
   upstreamsFile: string | null;
+  /** The folder of the game page Portcullis serves at `/`; null: the demo client in public/. */
+  staticDir: string | null;
   auditLogPath: string | null;
   /** Rotate AUDIT_LOG_PATH to `<path>.1` before it grows past this; null: never (logrotate + SIGHUP). */
   auditLogMaxBytes: number | null;
@@ -209,6 +211,11 @@ export function readConfig(env: Env): { config: Config; problems: string[] } {
     problems.push("ASSERTION_SIGNING_KEYS is required outside demo mode (kid:base64-of-32-byte-Ed25519-seed,…)");
   }
 
+  const staticDir = read.optional("STATIC_DIR");
+  if (staticDir !== null && statSync(staticDir, { throwIfNoEntry: false })?.isDirectory() !== true) {
+    problems.push(`STATIC_DIR: "${staticDir}" is not a folder (it should hold the game's built index.html)`);
+  }
+
   const auditLogPath = read.optional("AUDIT_LOG_PATH");
   const auditLogMaxBytes =
     read.optional("AUDIT_LOG_MAX_BYTES") === null ? null : read.integer("AUDIT_LOG_MAX_BYTES", 0, { min: 65_536 });
@@ -254,6 +261,7 @@ export function readConfig(env: Env): { config: Config; problems: string[] } {
       : null,
     trustProxy: read.integer("TRUST_PROXY", 0, { min: 0, max: 10 }),
     upstreamsFile: read.optional("UPSTREAMS_FILE"),
+    staticDir,
     auditLogPath,
     auditLogMaxBytes,
     maxConnections: read.integer("MAX_CONNECTIONS", 10_000, { min: 1 }),

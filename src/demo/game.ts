@@ -30,6 +30,8 @@ interface Player {
   id: string;
   account: string;
   name: string;
+  /** 1 for the account's first connection, 2 for its second (another session or tab)… */
+  seat: number;
   x: number;
   y: number;
   color: string;
@@ -103,8 +105,19 @@ export async function startDemoGame(options: DemoGameOptions): Promise<DemoGame>
     }
   }
 
-  function view(player: Player): { id: string; name: string; x: number; y: number; color: string } {
-    return { id: player.id, name: player.name, x: player.x, y: player.y, color: player.color };
+  function view(player: Player): { id: string; name: string; label: string; seat: number; x: number; y: number; color: string } {
+    return { id: player.id, name: player.name, label: label(player), seat: player.seat, x: player.x, y: player.y, color: player.color };
+  }
+
+  /**
+   * Two sessions (or tabs) of one account are two dots with one name; the second is "Sam (2)"
+   * so players can tell them apart. The lowest seat free among the account's connections.
+   */
+  function freeSeat(account: string): number {
+    const taken = new Set([...players.values()].filter((p) => p.account === account).map((p) => p.seat));
+    let seat = 1;
+    while (taken.has(seat)) seat += 1;
+    return seat;
   }
 
   function join(socket: WebSocket, identity: VerifiedIdentity): void {
@@ -112,6 +125,7 @@ export async function startDemoGame(options: DemoGameOptions): Promise<DemoGame>
       id: randomBytes(6).toString("hex"),
       account: identity.sub,
       name: identity.name,
+      seat: freeSeat(identity.sub),
       x: 40 + Math.floor(Math.random() * (ARENA.width - 80)),
       y: 40 + Math.floor(Math.random() * (ARENA.height - 80)),
       color: COLORS[players.size % COLORS.length] ?? "#f4b942",
@@ -130,7 +144,7 @@ export async function startDemoGame(options: DemoGameOptions): Promise<DemoGame>
         player.y = clamp(player.y + message.dy * STEP, 0, ARENA.height);
         broadcast({ type: "move", id: player.id, x: player.x, y: player.y });
       } else {
-        broadcast({ type: "chat", id: player.id, name: player.name, text: message.text, at: new Date().toISOString() });
+        broadcast({ type: "chat", id: player.id, name: label(player), text: message.text, at: new Date().toISOString() });
       }
     });
     socket.on("error", () => undefined);
@@ -160,6 +174,10 @@ export async function startDemoGame(options: DemoGameOptions): Promise<DemoGame>
         server.close(() => resolve());
       }),
   };
+}
+
+function label(player: Player): string {
+  return player.seat === 1 ? player.name : `${player.name} (${player.seat})`;
 }
 
 type ClientMessage = { type: "move"; dx: number; dy: number } | { type: "chat"; text: string };

@@ -1,7 +1,7 @@
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import Provider from "oidc-provider";
+import Provider, { interactionPolicy } from "oidc-provider";
 
 export interface DemoIdPOptions {
   /** 0 picks a free port (tests). */
@@ -38,7 +38,9 @@ const LOGIN_NAME = /^[\p{L}\p{N} _.-]{1,32}$/u;
 
 /**
  * A real OpenID Connect provider (panva's oidc-provider) for development and tests only:
- * any name logs in, no password, no consent screen, refresh tokens issued. It listens on
+ * any name logs in, no password, no consent screen, refresh tokens issued. Its form is shown
+ * at every login, even while it remembers the last name, so that after logging out of the
+ * game a player can pick another name (issue 18: "no way to switch players"). It listens on
  * 127.0.0.1 while the BFF is on localhost, so logins cross sites as they do in production.
  */
 export async function startDemoIdP(options: DemoIdPOptions): Promise<DemoIdP> {
@@ -92,7 +94,7 @@ export async function startDemoIdP(options: DemoIdPOptions): Promise<DemoIdP> {
       accountId: sub,
       claims: async () => ({ sub, name: sub, preferred_username: sub }),
     }),
-    interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
+    interactions: { policy: alwaysAskForName(), url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
     renderError: async (ctx: { type: string; body: string }, out: Record<string, unknown>) => {
       ctx.type = "html";
       ctx.body = page("Sign-in error", `<p>${escapeHTML(String(out.error_description ?? out.error ?? "error"))}</p>`);
@@ -147,6 +149,21 @@ export async function startDemoIdP(options: DemoIdPOptions): Promise<DemoIdP> {
         server.close(() => resolve());
       }),
   };
+}
+
+/**
+ * The standard policy plus one login check: ask for a name unless this very authorization
+ * request was just answered by the form (`result.login`), the same test oidc-provider's own
+ * `max_age` check uses, so a fresh login passes and a remembered one does not.
+ */
+function alwaysAskForName(): ReturnType<typeof interactionPolicy.base> {
+  const policy = interactionPolicy.base();
+  policy.get("login")?.checks.push(
+    new interactionPolicy.Check("demo_pick_name", "the demo asks for a player name at every login", (ctx) =>
+      ctx.oidc.result?.login === undefined ? interactionPolicy.Check.REQUEST_PROMPT : interactionPolicy.Check.NO_NEED_TO_PROMPT,
+    ),
+  );
+  return policy;
 }
 
 async function handleInteraction(provider: Provider, req: IncomingMessage, res: ServerResponse, isSubmit: boolean): Promise<void> {

@@ -18,6 +18,20 @@ declare module "oidc-provider" {
     save(): Promise<string>;
   }
 
+  /** The part of the interaction policy the demo uses: one more check on the login prompt. */
+  export namespace interactionPolicy {
+    class Check {
+      constructor(reason: string, description: string, check: (ctx: { oidc: { result?: { login?: unknown } } }) => boolean);
+      static readonly REQUEST_PROMPT: true;
+      static readonly NO_NEED_TO_PROMPT: false;
+    }
+    interface Prompt {
+      name: string;
+      checks: Check[];
+    }
+    function base(): Prompt[] & { get(name: string): Prompt | undefined };
+  }
+
   export default class Provider {
     constructor(issuer: string, configuration: Record<string, unknown>);
     issuer: string;

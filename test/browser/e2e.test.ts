@@ -1,4 +1,3 @@
-import { mkdirSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { chromium, type Browser, type BrowserContext, type Page, type Response } from "playwright-core";
 import { OAuth2Client, OAuth2RequestError } from "arctic";
@@ -109,8 +108,7 @@ describe("the game in a real Chromium (issue 5, SECURITY.md A1, C12, F30)", () =
     await b.fill("#chat-input", "thanks Bea!");
     await b.press("#chat-input", "Enter");
     await a.locator("#chat-log li", { hasText: "thanks Bea!" }).waitFor();
-    mkdirSync("docs", { recursive: true });
-    await a.screenshot({ path: "docs/arena.png" });
+    // The README's pictures come from `npm run screenshots`, never from a test run (issue 18).
 
     for (const page of [a, b]) {
       expect(observed.get(page)?.violations).toEqual([]);
@@ -155,17 +153,66 @@ describe("the game in a real Chromium (issue 5, SECURITY.md A1, C12, F30)", () =
     await context.close();
   });
 
-  it("logging out in one tab closes the other tab's socket and shows the session ended", async () => {
+  /** Nothing of the last player left on a logged-out page: no game, no names, no chat, no sessions. */
+  async function expectNothingStale(page: Page): Promise<void> {
+    await page.locator("#login-view").waitFor({ state: "visible" });
+    for (const selector of ["#game-view", "#who", "#logout"]) {
+      expect(await page.locator(selector).isVisible(), selector).toBe(false);
+    }
+    expect(await page.locator("#roster li").count(), "players").toBe(0);
+    expect(await page.locator("#chat-log li").count(), "chat").toBe(0);
+    expect(await page.locator("#sessions li").count(), "sessions").toBe(0);
+    expect(await page.locator("#player-name").textContent()).toBe("");
+    expect(await page.getByRole("link", { name: "Log in with Demo" }).count()).toBe(1);
+  }
+
+  it("logging out in one tab closes the other tab's socket and shows the session ended; neither keeps the old players, chat or sessions (issue 18 item 5)", async () => {
     const context = await browser.newContext();
     const first = await newPage(context);
     await login(first, "Eve");
     const second = await newPage(context);
     await second.goto(`${h.origin}/`);
     await second.locator("#status[data-state=connected]").waitFor();
+    await second.locator("#roster li", { hasText: "Eve (2)" }).waitFor();
+    await first.fill("#chat-input", "brb");
+    await first.press("#chat-input", "Enter");
+    await second.locator("#chat-log li", { hasText: "brb" }).waitFor();
+    await second.locator("#sessions li").first().waitFor();
     await first.click("#logout");
     await second.locator("#status[data-state=ended]").waitFor();
     await second.locator("#ended", { hasText: "Your session ended" }).waitFor({ state: "visible" });
-    await first.locator("#login-view").waitFor({ state: "visible" });
+    await expectNothingStale(first);
+    await expectNothingStale(second);
+    await context.close();
+  });
+
+  it("labels an account's second session \"Kai (2)\" in both players' lists (issue 18 item 5)", async () => {
+    const contextA = await browser.newContext();
+    const contextB = await browser.newContext();
+    const a = await newPage(contextA);
+    const b = await newPage(contextB);
+    await login(a, "Kai");
+    await login(b, "Kai");
+    await a.locator("#roster li[data-label='Kai (2)']", { hasText: "Kai (2)" }).waitFor();
+    await b.locator("#roster li", { hasText: "Kai (2) (you)" }).waitFor();
+    expect(await b.locator("#roster li").allTextContents()).toEqual(expect.arrayContaining(["Kai", "Kai (2) (you)"]));
+    await contextA.close();
+    await contextB.close();
+  });
+
+  it("after logging out, \"Log in with Demo\" asks for a name again, so another player can sit down (issue 18 item 4)", async () => {
+    const context = await browser.newContext();
+    const page = await newPage(context);
+    await login(page, "Hal");
+    await page.click("#logout");
+    await page.locator("#login-view").waitFor({ state: "visible" });
+    // The identity provider still remembers Hal (its own session cookie is still there)…
+    expect((await context.cookies()).some((c) => c.domain === "127.0.0.1")).toBe(true);
+    // …but shows its form anyway, and the next player is Ivy, not Hal again.
+    await login(page, "Ivy");
+    expect(await page.locator("#roster li", { hasText: "Hal" }).count()).toBe(0);
+    const me = (await page.evaluate(() => fetch("/auth/me").then((r) => r.json()))) as { user: { displayName: string } };
+    expect(me.user.displayName).toBe("Ivy");
     await context.close();
   });
 
@@ -229,6 +276,7 @@ describe("the game in a real Chromium (issue 5, SECURITY.md A1, C12, F30)", () =
     await revoke.first().click();
     await b.locator("#status[data-state=ended]").waitFor();
     await b.locator("#ended").waitFor({ state: "visible" });
+    await expectNothingStale(b);
     await a.locator("#sessions button.revoke").waitFor({ state: "detached" });
     expect(await a.locator("#status").getAttribute("data-state")).toBe("connected");
     await contextA.close();

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chromium, type Browser, type Page } from "playwright-core";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { startStack } from "../fixtures/stack";
 import type { Harness } from "../fixtures/harness";
 
@@ -56,6 +56,78 @@ describe("the arena's layout at common window widths (issue 11)", () => {
   afterAll(async () => {
     await browser?.close();
     await stack?.close();
+  });
+
+  async function login(page: Page, name: string): Promise<void> {
+    await page.goto(`${h.origin}/`);
+    await page.getByRole("link", { name: "Log in with Demo" }).click();
+    await page.waitForURL(/127\.0\.0\.1:\d+\/interaction\//);
+    await page.fill("input[name=login]", name);
+    await page.click("button[type=submit]");
+    await page.waitForURL(`${h.origin}/`);
+    await page.locator("#player-name", { hasText: name }).waitFor();
+    await page.locator("#status[data-state=connected]").waitFor();
+  }
+
+  /** A phone: 390 px wide, touch events, a coarse pointer. */
+  function phone(): Promise<BrowserContext> {
+    return browser.newContext({ viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true, deviceScaleFactor: 2 });
+  }
+
+  it.each([
+    [1280, 800],
+    [390, 844],
+  ])("at %i×%i px, logged out: only the login card, no game, no players, no 'Log out', no overflow (issue 18 item 5)", async (width, height) => {
+    const context = await browser.newContext({ viewport: { width, height } });
+    try {
+      const page = await context.newPage();
+      await page.goto(`${h.origin}/`);
+      await page.getByRole("link", { name: "Log in with Demo" }).waitFor();
+      expect(await page.locator("#login-view").isVisible()).toBe(true);
+      for (const selector of ["#game-view", "#arena", "#roster", "#chat-form", "#sessions", "#who", "#logout", "#touch"]) {
+        expect(await page.locator(selector).isVisible(), selector).toBe(false);
+      }
+      const layout = await measure(page);
+      expect(layout.scrollWidth, "document width").toBeLessThanOrEqual(width);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it("on a phone, the on-screen arrows move the player by touch; a desktop window has none (issue 18 item 5)", async () => {
+    const context = await phone();
+    const desktop = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    try {
+      const page = await context.newPage();
+      await login(page, "Thumb");
+      const me = page.locator("#roster li[data-name=Thumb]");
+      await me.waitFor();
+      const right = page.getByRole("button", { name: "Move right" });
+      const down = page.getByRole("button", { name: "Move down" });
+      expect(await right.isVisible()).toBe(true);
+      const layout = await measure(page);
+      expect(layout.scrollWidth, "document width with the arrows").toBeLessThanOrEqual(390);
+      const x = Number(await me.getAttribute("data-x"));
+      const y = Number(await me.getAttribute("data-y"));
+      for (let i = 0; i < 3; i += 1) {
+        await right.tap();
+        await down.tap();
+      }
+      await page.waitForFunction(
+        ([from, fromY]) => {
+          const item = document.querySelector("#roster li[data-name=Thumb]");
+          return Number(item?.getAttribute("data-x")) > from && Number(item?.getAttribute("data-y")) > fromY;
+        },
+        [x, y] as const,
+      );
+
+      const wide = await desktop.newPage();
+      await login(wide, "Mouse");
+      expect(await wide.locator("#touch").isVisible()).toBe(false);
+    } finally {
+      await context.close();
+      await desktop.close();
+    }
   });
 
   it.each([

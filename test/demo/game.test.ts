@@ -117,6 +117,35 @@ describe("the demo game backend", () => {
     b.close();
   });
 
+  it("labels an account's second session \"Sam (2)\" in the roster and chat, and frees the seat when it leaves (issue 18 item 5)", async () => {
+    const first = await h.login("Sam");
+    const second = await h.login("Sam");
+    const a = await openSocket(h, await mintTicket(h, first.token), { token: first.token });
+    const aSeen = messages(a);
+    await until(() => aSeen.some((m) => m.type === "welcome"), "first welcome");
+    expect(aSeen.find((m) => m.type === "welcome")).toMatchObject({ you: { name: "Sam", label: "Sam", seat: 1 } });
+    const b = await openSocket(h, await mintTicket(h, second.token), { token: second.token });
+    const bSeen = messages(b);
+    await until(() => bSeen.some((m) => m.type === "welcome"), "second welcome");
+    const welcome = bSeen.find((m) => m.type === "welcome") as unknown as { you: { label: string }; players: { label: string }[] };
+    expect(welcome.you.label).toBe("Sam (2)");
+    expect(welcome.players.map((p) => p.label).sort()).toEqual(["Sam", "Sam (2)"]);
+    await until(() => aSeen.some((m) => m.type === "join"), "the first sees the second join");
+    expect(aSeen.find((m) => m.type === "join")).toMatchObject({ player: { name: "Sam", label: "Sam (2)", seat: 2 } });
+    b.send(JSON.stringify({ type: "chat", text: "from the phone" }));
+    await until(() => aSeen.some((m) => m.type === "chat"), "chat");
+    expect(aSeen.find((m) => m.type === "chat")).toMatchObject({ name: "Sam (2)", text: "from the phone" });
+    // The first leaves: a new connection takes seat 1 again, not 3.
+    a.close();
+    await until(() => bSeen.some((m) => m.type === "leave"), "the first leaves");
+    const c = await openSocket(h, await mintTicket(h, first.token), { token: first.token });
+    const cSeen = messages(c);
+    await until(() => cSeen.some((m) => m.type === "welcome"), "third welcome");
+    expect(cSeen.find((m) => m.type === "welcome")).toMatchObject({ you: { label: "Sam", seat: 1 } });
+    b.close();
+    c.close();
+  });
+
   it("ignores malformed client messages without dropping the player", async () => {
     const carol = await h.login("Carol");
     const ws = await openSocket(h, await mintTicket(h, carol.token), { token: carol.token });
