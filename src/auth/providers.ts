@@ -46,6 +46,14 @@ export interface Provider {
   refresh(refreshToken: string): Promise<ProviderTokens>;
   /** RFC 7009 revocation, when the provider has it. */
   revoke: ((token: string) => Promise<void>) | null;
+  /** Our client id at the provider: the `aud` of its tokens, the `client_id` of a logout request. */
+  clientId: string;
+  /** Where the provider's signing keys are (OIDC Discovery `jwks_uri`), when it is an OIDC provider. */
+  jwksURI: string | null;
+  /** OIDC RP-Initiated Logout 1.0 `end_session_endpoint`, when the provider has one. */
+  endSessionEndpoint: string | null;
+  /** The provider advertises `backchannel_logout_supported` (OIDC Back-Channel Logout 1.0 2.1). */
+  backchannelLogoutSupported: boolean;
 }
 
 /** A provider refused a request (`code` is the OAuth error) or could not be reached (`code` "unreachable"). */
@@ -116,6 +124,9 @@ export interface OIDCMetadata {
   tokenEndpoint: string;
   revocationEndpoint: string | null;
   issuerInCallback: boolean;
+  jwksURI: string | null;
+  endSessionEndpoint: string | null;
+  backchannelLogoutSupported: boolean;
 }
 
 /** OpenID Connect Discovery 1.0; the document's `issuer` must equal the configured one exactly (section 4.3). */
@@ -149,12 +160,17 @@ export async function discover(issuer: string, fetcher: typeof fetch): Promise<O
     throw new Error("the provider does not support PKCE S256");
   }
   const revocation = field("revocation_endpoint");
+  const jwksURI = field("jwks_uri");
+  const endSession = field("end_session_endpoint");
   return {
     issuer,
     authorizationEndpoint,
     tokenEndpoint,
     revocationEndpoint: typeof revocation === "string" ? revocation : null,
     issuerInCallback: field("authorization_response_iss_parameter_supported") === true,
+    jwksURI: typeof jwksURI === "string" ? jwksURI : null,
+    endSessionEndpoint: typeof endSession === "string" ? endSession : null,
+    backchannelLogoutSupported: field("backchannel_logout_supported") === true,
   };
 }
 
@@ -196,6 +212,11 @@ function createOIDCProvider(config: ProviderConfig, metadata: OIDCMetadata, cont
       return toProviderTokens(await call(() => client.refreshAccessToken(metadata.tokenEndpoint, refreshToken, [])), context.clock);
     },
     revoke: revocationEndpoint === null ? null : (token) => call(() => client.revokeToken(revocationEndpoint, token)),
+    clientId: config.clientId,
+    jwksURI: metadata.jwksURI,
+    endSessionEndpoint: metadata.endSessionEndpoint,
+    // Without the provider's keys no logout token can be verified: no route then.
+    backchannelLogoutSupported: metadata.backchannelLogoutSupported && metadata.jwksURI !== null,
   };
 }
 
@@ -228,7 +249,10 @@ function createGoogleProvider(config: ProviderConfig, context: ProviderContext):
     async refresh(refreshToken) {
       return toProviderTokens(await call(() => google.refreshAccessToken(refreshToken)), context.clock);
     },
-    revoke: (token) => call(() => google.revokeToken(token)),
+    revoke: (token) => call(() => google.revokeToken(token)),    clientId: config.clientId,
+    jwksURI: null,
+    endSessionEndpoint: null,
+    backchannelLogoutSupported: false,
   };
 }
 
@@ -258,7 +282,10 @@ function createDiscordProvider(config: ProviderConfig, context: ProviderContext)
     async refresh(refreshToken) {
       return toProviderTokens(await call(() => discord.refreshAccessToken(refreshToken)), context.clock);
     },
-    revoke: (token) => call(() => discord.revokeToken(token)),
+    revoke: (token) => call(() => discord.revokeToken(token)),    clientId: config.clientId,
+    jwksURI: null,
+    endSessionEndpoint: null,
+    backchannelLogoutSupported: false,
   };
 }
 
@@ -290,7 +317,10 @@ function createGitHubProvider(config: ProviderConfig, context: ProviderContext):
     async refresh(refreshToken) {
       return toProviderTokens(await call(() => github.refreshAccessToken(refreshToken)), context.clock);
     },
-    revoke: null,
+    revoke: null,    clientId: config.clientId,
+    jwksURI: null,
+    endSessionEndpoint: null,
+    backchannelLogoutSupported: false,
   };
 }
 
@@ -325,7 +355,10 @@ function createTwitchProvider(config: ProviderConfig, context: ProviderContext):
       if (!response.ok) {
         throw new ProviderError("revocation_failed", `Twitch revocation answered ${response.status}`);
       }
-    },
+    },    clientId: config.clientId,
+    jwksURI: null,
+    endSessionEndpoint: null,
+    backchannelLogoutSupported: false,
   };
 }
 
