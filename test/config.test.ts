@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../src/config";
+import { ConfigError, loadConfig, loadOperatorConfig } from "../src/config";
 
 const KEY = Buffer.alloc(32, 7).toString("base64");
 
@@ -122,5 +122,18 @@ describe("#loadConfig", () => {
     for (const value of ["0", "-1", "many", "1.5", "2000000"]) {
       expect(problemsOf({ MAX_CONNECTIONS_PER_IP: value }), value).toEqual([expect.stringContaining("MAX_CONNECTIONS_PER_IP")]);
     }
+  });
+});
+
+describe("#loadOperatorConfig", () => {
+  it("needs only DATABASE_PATH (default db/portcullis.sqlite), none of the server's secrets", () => {
+    expect(loadOperatorConfig({})).toEqual({ databasePath: "db/portcullis.sqlite" });
+    expect(loadOperatorConfig({ NODE_ENV: "production", DATABASE_PATH: "/var/lib/portcullis/db.sqlite" })).toEqual({
+      databasePath: "/var/lib/portcullis/db.sqlite",
+    });
+  });
+
+  it("refuses DATABASE_URL: the command works on the SQLite store only", () => {
+    expect(() => loadOperatorConfig({ DATABASE_URL: "postgres://db/portcullis" })).toThrow(ConfigError);
   });
 });
