@@ -2,10 +2,11 @@ import { execFile } from "node:child_process";
 import { userInfo } from "node:os";
 import { resolve } from "node:path";
 import { promisify } from "node:util";
+import { OAuth2Client, OAuth2RequestError } from "arctic";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Agent } from "../fixtures/agent";
 import { startRecordingBackend, type RecordingBackend } from "../fixtures/backend";
-import { startHarness, type Harness } from "../fixtures/harness";
+import { CLIENT_ID, startHarness, type Harness } from "../fixtures/harness";
 import { closeOf, mintTicket, openSocket } from "../fixtures/ws-client";
 import { runCLI } from "../../src/cli";
 
@@ -130,6 +131,46 @@ describe("the operator command against a running server", () => {
     h.bff.db.sqlite.prepare("INSERT INTO account_blocks (account_id, blocked_at, blocked_by, reason) VALUES (?, 0, 'test', 'test')").run(accountId);
     expect(await me(token)).toBe(401);
     expect(await ticketStatus(token)).toBe(401);
+  });
+
+  it("hands over what it did while the server was down: audited and the refresh tokens revoked when the server starts", async () => {
+    const offline = await startHarness({ env: { GAME_BACKEND_URL: backend.url } });
+    const { token } = await offline.login("offline-player");
+    const refreshToken = offline.idp.issued.refreshTokens.at(-1) ?? "";
+    await offline.stop();
+    const out = { stdout: "", stderr: "" };
+    const code = runCLI(
+      ["end-sessions", "--provider", "demo", "--subject", "offline-player", "--operator", "night-shift"],
+      { DATABASE_PATH: offline.env.DATABASE_PATH },
+      { stdout: (l) => (out.stdout += l), stderr: (l) => (out.stderr += l) },
+    );
+    expect(code).toBe(0);
+    const again = await startHarness({
+      databasePath: offline.env.DATABASE_PATH,
+      port: Number(new URL(offline.origin).port),
+      reuseIdP: { idp: offline.idp, other: null, clientSecret: offline.clientSecret },
+      env: {
+        GAME_BACKEND_URL: backend.url,
+        TOKEN_ENCRYPTION_KEYS: offline.env.TOKEN_ENCRYPTION_KEYS ?? "",
+        ASSERTION_SIGNING_KEYS: offline.env.ASSERTION_SIGNING_KEYS ?? "",
+      },
+    });
+    try {
+      expect(await fetch(`${again.origin}/auth/me`, { headers: { cookie: `__Host-Http-session=${token}` } }).then((r) => r.status)).toBe(401);
+      expect(again.audit.named("operator.sessions.ended").at(-1)).toMatchObject({ operator: "night-shift", count: 1 });
+      expect(again.audit.named("session.revoked").some((e) => e.reason === "operator")).toBe(true);
+      // SECURITY.md I43: the ended session's grant is revoked at the provider.
+      await again.bff.sessions.revocationsSettled();
+      const client = new OAuth2Client(CLIENT_ID, offline.clientSecret, null);
+      const outcome = await client.refreshAccessToken(`${offline.idp.issuer}/token`, refreshToken, []).catch((e: unknown) => e);
+      expect(outcome instanceof OAuth2RequestError ? outcome.code : "ok").toBe("invalid_grant");
+      // Handled once: the sealed refresh token is gone from the hand-over table.
+      const left = again.bff.db.sqlite.prepare("SELECT COUNT(*) AS n FROM operator_actions WHERE handled_at IS NULL OR refresh_token IS NOT NULL").get() as { n: number };
+      expect(left.n).toBe(0);
+    } finally {
+      await again.stop();
+      await offline.close();
+    }
   });
 
   it("explains itself with --help, and refuses a missing player or bad arguments (in process)", () => {
