@@ -1,5 +1,4 @@
-import { asc, and, isNotNull, isNull, lte } from "drizzle-orm";
-import { eq } from "drizzle-orm";
+import { and, asc, eq, isNotNull, isNull, lte } from "drizzle-orm";
 import type { AuditLog } from "../audit/log";
 import type { SessionStore } from "../auth/session";
 import type { Clock } from "../clock";
