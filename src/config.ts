@@ -279,6 +279,24 @@ export function readConfig(env: Env): { config: Config; problems: string[] } {
 }
 
 /**
+ * The little the operator's command needs (`npm run portcullis`): the database the server
+ * uses. It runs with the server's environment (or `.env`) but needs none of its secrets,
+ * so an operator's shell without provider credentials can still block a cheater.
+ */
+export function loadOperatorConfig(env: Env): { databasePath: string } {
+  const problems: string[] = [];
+  const read = new EnvReader(env, problems);
+  const databasePath = read.string("DATABASE_PATH", "db/portcullis.sqlite");
+  if (read.optional("DATABASE_URL") !== null) {
+    problems.push("DATABASE_URL: the operator command works on the SQLite store (DATABASE_PATH) only");
+  }
+  if (problems.length > 0) {
+    throw new ConfigError(problems);
+  }
+  return { databasePath };
+}
+
+/**
  * Reads `.env` when present. Variables already in the environment win, so a deployment can
  * always override the file.
  */

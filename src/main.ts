@@ -29,7 +29,13 @@ async function main(): Promise<void> {
     const idp: DemoIdP = await startDemoIdP({
       port: config.demo.idpPort,
       clients: [
-        { clientId: DEMO_CLIENT_ID, clientSecret: secrets.demoClientSecret, redirectURIs: [`${config.publicOrigin}/auth/callback/demo`] },
+        {
+          clientId: DEMO_CLIENT_ID,
+          clientSecret: secrets.demoClientSecret,
+          redirectURIs: [`${config.publicOrigin}/auth/callback/demo`],
+          postLogoutRedirectURIs: [`${config.publicOrigin}/`],
+          backchannelLogoutURI: `${config.publicOrigin}/auth/backchannel-logout/demo`,
+        },
       ],
       cookieKeys: secrets.idpCookieKeys,
     });

@@ -4,7 +4,10 @@ import type { Writable } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
 import { createApp } from "./app";
 import { createAuditLog, type AuditLog } from "./audit/log";
+import { OperatorActionWatcher } from "./admin/operator-watch";
 import { AccountStore } from "./auth/accounts";
+import { backchannelLogoutRoutes } from "./auth/backchannel-logout";
+import { LogoutTokenJTIStore } from "./auth/logout-token";
 import { LoginAttemptStore } from "./auth/login-attempts";
 import { createProviders, type Provider, type Timers } from "./auth/providers";
 import { SessionStore } from "./auth/session";
@@ -36,6 +39,8 @@ export interface PortcullisOptions {
   fetch?: typeof fetch;
   /** Keys for demo mode, when the configuration has none. */
   keys?: { tokenEncryptionKeys: NamedKey[]; assertionSigningKeys: NamedKey[] };
+  /** How often the server looks for the operator command's writes (250 ms). */
+  operatorPollMs?: number;
   /** WebSocket timers (tests shorten the heartbeat to see a missed pong). */
   ws?: { heartbeatMs?: number; recheckMs?: number; backendHandshakeTimeoutMs?: number };
   /** The /api upstream timeout (30 s; tests shorten it). */
@@ -126,6 +131,11 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
   const tickets = new TicketStore(db, clock, randomBytes, config.wsTicketTTLSeconds);
   const registry = new SocketRegistry(events, sessions);
   registry.start({ heartbeatMs: options.ws?.heartbeatMs ?? HEARTBEAT_MS, recheckMs: options.ws?.recheckMs ?? RECHECK_MS });
+  const logoutTokenJTIs = new LogoutTokenJTIStore(db, clock);
+  // The operator's command runs as another process: its blocks and ended sessions reach
+  // this one through the database (src/admin/operator-watch.ts).
+  const operatorActions = new OperatorActionWatcher(db, sessions, audit, clock);
+  operatorActions.start({ pollMs: options.operatorPollMs });
 
   const app = createApp({
     config,
@@ -140,6 +150,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
     isBackendReady: cachedProbe(() => probe(config.gameBackendURL), clock),
     mount: (app) => {
       app.route("/auth", wsTicketRoutes({ tickets, audit }));
+      app.route("/auth", backchannelLogoutRoutes({ providers, sessions, accounts, jtis: logoutTokenJTIs, audit, clock, fetch: options.fetch }));
       app.route(
         "/api",
         apiRoutes({
@@ -201,6 +212,8 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
   const sweeper = setInterval(() => {
     sessions.sweepExpired();
     tickets.sweep();
+    logoutTokenJTIs.sweep();
+    operatorActions.sweep();
   }, SWEEP_INTERVAL_MS);
   sweeper.unref();
   audit.write("server.started", { detail: `listening on ${url} for ${config.publicOrigin}` });
@@ -221,6 +234,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
     async close() {
       clearInterval(sweeper);
       discovery.stop();
+      operatorActions.stop();
       audit.write("server.stopping");
       // Tell every player to reconnect elsewhere (1001), give the closing handshakes a
       // moment, then drop whatever did not answer: shutdown must not wait 30 s per socket.

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError, loadConfig } from "../src/config";
+import { ConfigError, loadConfig, loadOperatorConfig } from "../src/config";
 import { checkConfiguration } from "../src/portcullis";
 
 const KEY = Buffer.alloc(32, 7).toString("base64");
@@ -316,5 +316,18 @@ describe("#loadConfig", () => {
       writeFileSync(file, JSON.stringify({ routes: [{ prefix: "/api/me/", target: "http://127.0.0.1:3001/me", credential: "provider-token", provider: "demo" }] }));
       expect(allProblems({ UPSTREAMS_FILE: file })).toEqual([]);
     });
+  });
+});
+
+describe("#loadOperatorConfig", () => {
+  it("needs only DATABASE_PATH (default db/portcullis.sqlite), none of the server's secrets", () => {
+    expect(loadOperatorConfig({})).toEqual({ databasePath: "db/portcullis.sqlite" });
+    expect(loadOperatorConfig({ NODE_ENV: "production", DATABASE_PATH: "/var/lib/portcullis/db.sqlite" })).toEqual({
+      databasePath: "/var/lib/portcullis/db.sqlite",
+    });
+  });
+
+  it("refuses DATABASE_URL: the command works on the SQLite store only", () => {
+    expect(() => loadOperatorConfig({ DATABASE_URL: "postgres://db/portcullis" })).toThrow(ConfigError);
   });
 });

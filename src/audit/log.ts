@@ -27,7 +27,14 @@ export type AuditEvent =
   | "upstream.failed"
   | "request.refused"
   | "server.started"
-  | "server.stopping";
+  | "server.stopping"
+  | "logout.backchannel.accepted"
+  | "logout.backchannel.refused"
+  | "logout.provider.requested"
+  | "operator.sessions.listed"
+  | "operator.sessions.ended"
+  | "operator.account.blocked"
+  | "operator.account.unblocked";
 
 /** Fields that may be logged. Anything secret (tokens, cookies, codes, state) has no field. */
 export interface AuditFields {
@@ -45,6 +52,8 @@ export interface AuditFields {
   upstream?: string;
   detail?: string;
   count?: number;
+  /** Who ran an operator command (the OS user, or its --operator flag). */
+  operator?: string;
 }
 
 export interface AuditLog {
@@ -83,7 +92,13 @@ const MAX_FIELD_LENGTH = 200;
 // Ends aggregation windows and repeats drop notices while nothing is being written.
 const TIMER_INTERVAL_MS = 1_000;
 /** Refusals that a client without a session can cause at will: audited in aggregate. */
-const AGGREGATED_EVENTS: ReadonlySet<AuditEvent> = new Set(["csrf.refused", "ratelimit.hit", "ws.upgrade.refused", "request.refused"]);
+const AGGREGATED_EVENTS: ReadonlySet<AuditEvent> = new Set([
+  "csrf.refused",
+  "ratelimit.hit",
+  "ws.upgrade.refused",
+  "request.refused",
+  "logout.backchannel.refused",
+]);
 // JSON.stringify escapes U+0000–U+001F (CR and LF among them) but not DEL, the C1 controls
 // (U+0085 NEL) or U+2028/U+2029, which some log viewers and JavaScript-era tools take as
 // line breaks. They can only occur inside strings, so escaping them keeps the JSON valid.

@@ -3,7 +3,7 @@ import { and, eq } from "drizzle-orm";
 import type { Clock, RandomBytes } from "../clock";
 import { randomToken } from "../crypto/random";
 import type { Database } from "../db/database";
-import { accounts, identities } from "../db/schema";
+import { accountBlocks, accounts, identities } from "../db/schema";
 import type { ProviderIdentity } from "./providers";
 
 export interface Account {
@@ -23,11 +23,13 @@ export class AccountStore {
     private readonly randomBytes: RandomBytes,
   ) {
     // Every authenticated request and upgrade looks its account up: prepared once, not
-    // rebuilt by the query builder each time.
+    // rebuilt by the query builder each time. A blocked account is not found: its sessions
+    // are refused everywhere (/auth/me, tickets, upgrades, /api) from the moment the block
+    // is written, whichever process wrote it, even before those sessions are deleted.
     this.selectById = db.sqlite.prepare(
       "SELECT id, display_name AS displayName, " +
         "(SELECT subject FROM identities WHERE account_id = accounts.id AND provider = ? ORDER BY created_at LIMIT 1) AS providerSubject " +
-        "FROM accounts WHERE id = ?",
+        "FROM accounts WHERE id = ? AND NOT EXISTS (SELECT 1 FROM account_blocks WHERE account_blocks.account_id = accounts.id)",
     ) as Statement<[string, string], Account | undefined>;
   }
 
@@ -57,8 +59,27 @@ export class AccountStore {
     });
   }
 
-  /** The account, with its subject at `provider` (the session's provider, for the assertion's `idp_sub`). */
+  /**
+   * The account, with its subject at `provider` (the session's provider, for the assertion's
+   * `idp_sub`); null when there is none or it is blocked.
+   */
   find(id: string, provider: string): Account | null {
     return this.selectById.get(provider, id) ?? null;
+  }
+
+  /** True when an operator has blocked the account (`npm run portcullis -- block`). */
+  isBlocked(id: string): boolean {
+    return this.db.orm.select({ id: accountBlocks.accountId }).from(accountBlocks).where(eq(accountBlocks.accountId, id)).get() !== undefined;
+  }
+
+  /** The account id an (issuer, subject) identity leads to, blocked or not; null when unknown. */
+  findIdByIdentity(issuer: string, subject: string): string | null {
+    return (
+      this.db.orm
+        .select({ accountId: identities.accountId })
+        .from(identities)
+        .where(and(eq(identities.issuer, issuer), eq(identities.subject, subject)))
+        .get()?.accountId ?? null
+    );
   }
 }

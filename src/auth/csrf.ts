@@ -4,6 +4,11 @@ import type { AuditLog } from "../audit/log";
 import { refuse } from "../http/errors";
 
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+// Server-to-server: the identity provider's back-channel logout POST carries no cookie,
+// no Origin and no X-CSRF (OIDC Back-Channel Logout 1.0 2.5). CSRF is about a browser
+// riding on a session cookie; this route ignores cookies and acts only on a logout token
+// signed by the provider, which a cross-site form cannot forge.
+const SERVER_TO_SERVER_PREFIX = "/auth/backchannel-logout/";
 
 /**
  * CONTRACT.md CSRF rule, whatever the Content-Type and for empty bodies too (Hono's
@@ -18,6 +23,9 @@ export function csrfMiddleware(allowedOrigins: string[], audit: AuditLog): Middl
   return async function csrf(c, next) {
     const method = c.req.method;
     if (SAFE_METHODS.has(method) && !c.req.path.startsWith("/api/")) {
+      return next();
+    }
+    if (method === "POST" && c.req.path.startsWith(SERVER_TO_SERVER_PREFIX)) {
       return next();
     }
     const origin = c.req.header("origin");

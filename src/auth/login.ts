@@ -10,6 +10,8 @@ import type { SessionStore } from "./session";
 import type { Clock } from "../clock";
 import { refuse } from "../http/errors";
 import { DecryptionError } from "../crypto/token-cipher";
+import { blockedPage } from "./account-blocks";
+import { sidOfIdToken } from "./logout-token";
 
 export interface LoginDeps {
   /** For the failure page: a plain-http origin explains why the browser dropped the cookies. */
@@ -140,6 +142,12 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
       throw error;
     }
     const { account, created } = deps.accounts.findOrCreate(result.identity, provider.name);
+    // An operator's block keeps the account out (npm run portcullis -- block): no session.
+    if (deps.accounts.isBlocked(account.id)) {
+      deps.audit.write("login.failure", { provider: provider.name, accountId: account.id, reason: "account blocked", ip: c.var.clientIP });
+      settleLoginCookie();
+      return blockedPage(c);
+    }
 
     // ASVS 7.2.4: always a new session. The session this browser had when the login
     // started is ended (a browser withholds the Strict cookie from this cross-site callback,
@@ -159,6 +167,7 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
       provider: provider.name,
       userAgent: c.req.header("user-agent") ?? "",
       tokens: result.tokens,
+      providerSid: sidOfIdToken(result.tokens.idToken),
     });
     deps.audit.write("login.success", {
       provider: provider.name,

@@ -51,6 +51,14 @@ export interface Provider {
    * failing and is being retried); null when it can.
    */
   unavailable(): string | null;
+  /** Our client id at the provider: the `aud` of its tokens, the `client_id` of a logout request. */
+  clientId: string;
+  /** Where the provider's signing keys are (OIDC Discovery `jwks_uri`), when it is an OIDC provider. */
+  jwksURI: string | null;
+  /** OIDC RP-Initiated Logout 1.0 `end_session_endpoint`, when the provider has one. */
+  endSessionEndpoint: string | null;
+  /** The provider advertises `backchannel_logout_supported` (OIDC Back-Channel Logout 1.0 2.1). */
+  backchannelLogoutSupported: boolean;
 }
 
 /** A provider refused a request (`code` is the OAuth error) or could not be reached (`code` "unreachable"). */
@@ -198,6 +206,9 @@ export interface OIDCMetadata {
   tokenEndpoint: string;
   revocationEndpoint: string | null;
   issuerInCallback: boolean;
+  jwksURI: string | null;
+  endSessionEndpoint: string | null;
+  backchannelLogoutSupported: boolean;
 }
 
 /** OpenID Connect Discovery 1.0; the document's `issuer` must equal the configured one exactly (section 4.3). */
@@ -231,12 +242,17 @@ export async function discover(issuer: string, fetcher: typeof fetch): Promise<O
     throw new Error("the provider does not support PKCE S256");
   }
   const revocation = field("revocation_endpoint");
+  const jwksURI = field("jwks_uri");
+  const endSession = field("end_session_endpoint");
   return {
     issuer,
     authorizationEndpoint,
     tokenEndpoint,
     revocationEndpoint: typeof revocation === "string" ? revocation : null,
     issuerInCallback: field("authorization_response_iss_parameter_supported") === true,
+    jwksURI: typeof jwksURI === "string" ? jwksURI : null,
+    endSessionEndpoint: typeof endSession === "string" ? endSession : null,
+    backchannelLogoutSupported: field("backchannel_logout_supported") === true,
   };
 }
 
@@ -303,6 +319,18 @@ function createOIDCProvider(config: Extract<ProviderConfig, { kind: "oidc" }>, d
       return discovery.metadata !== null && discovery.metadata.revocationEndpoint === null ? null : revoke;
     },
     unavailable: () => (discovery.metadata === null ? discovery.problem : null),
+    clientId: config.clientId,
+    // Known only after discovery, like the endpoints.
+    get jwksURI() {
+      return discovery.metadata?.jwksURI ?? null;
+    },
+    get endSessionEndpoint() {
+      return discovery.metadata?.endSessionEndpoint ?? null;
+    },
+    // Without the provider's keys no logout token can be verified: no route then.
+    get backchannelLogoutSupported() {
+      return discovery.metadata !== null && discovery.metadata.backchannelLogoutSupported && discovery.metadata.jwksURI !== null;
+    },
   };
 }
 
@@ -337,6 +365,10 @@ function createGoogleProvider(config: ProviderConfig, context: ProviderContext):
     },
     revoke: (token) => call(() => google.revokeToken(token)),
     unavailable: () => null,
+    clientId: config.clientId,
+    jwksURI: null,
+    endSessionEndpoint: null,
+    backchannelLogoutSupported: false,
   };
 }
 
@@ -368,6 +400,10 @@ function createDiscordProvider(config: ProviderConfig, context: ProviderContext)
     },
     revoke: (token) => call(() => discord.revokeToken(token)),
     unavailable: () => null,
+    clientId: config.clientId,
+    jwksURI: null,
+    endSessionEndpoint: null,
+    backchannelLogoutSupported: false,
   };
 }
 
@@ -401,6 +437,10 @@ function createGitHubProvider(config: ProviderConfig, context: ProviderContext):
     },
     revoke: null,
     unavailable: () => null,
+    clientId: config.clientId,
+    jwksURI: null,
+    endSessionEndpoint: null,
+    backchannelLogoutSupported: false,
   };
 }
 
@@ -437,6 +477,10 @@ function createTwitchProvider(config: ProviderConfig, context: ProviderContext):
       }
     },
     unavailable: () => null,
+    clientId: config.clientId,
+    jwksURI: null,
+    endSessionEndpoint: null,
+    backchannelLogoutSupported: false,
   };
 }
 

@@ -5,10 +5,14 @@ import { expiredSessionCookie } from "./cookies";
 import type { Provider } from "./providers";
 import type { Session, SessionStore } from "./session";
 import { refuse } from "../http/errors";
+import type { AuditLog } from "../audit/log";
+import { asksForProviderLogout, providerLogoutURL } from "./provider-logout";
 
 export interface SessionRouteDeps {
   sessions: SessionStore;
   providers: Map<string, Provider>;
+  audit: AuditLog;
+  config: { publicOrigin: string };
 }
 
 /** The session and account of a request that must have one; 401 otherwise. */
@@ -41,14 +45,30 @@ export function sessionRoutes(deps: SessionRouteDeps): Hono<AppEnv> {
     });
   });
 
-  routes.post("/logout", (c) => {
+  routes.post("/logout", async (c) => {
     const { session } = requireSession(c);
+    // Asked to leave the provider too: its logout URL is built from the ID token, which
+    // goes with the session row, so it is read first (OIDC RP-Initiated Logout 1.0).
+    const withProvider = await asksForProviderLogout(c);
+    const logoutURL = withProvider
+      ? providerLogoutURL(session, { ...deps, publicOrigin: deps.config.publicOrigin })
+      : null;
     // The row goes first and the answer does not wait for the provider: whatever it says,
     // this session is over (ASVS 7.4.1). The store revokes the refresh token (best effort).
     deps.sessions.end(session.id, session.accountId, "logout");
     c.header("Set-Cookie", expiredSessionCookie());
     c.header("Clear-Site-Data", '"cookies"');
-    return c.body(null, 204);
+    if (!withProvider) {
+      return c.body(null, 204);
+    }
+    deps.audit.write("logout.provider.requested", {
+      sessionId: session.id,
+      provider: session.provider,
+      ...(logoutURL === null ? { detail: "the provider has no end_session_endpoint" } : {}),
+    });
+    // The URL carries the ID token as id_token_hint: no cache may keep this answer.
+    c.set("noStore", true);
+    return c.json({ providerLogoutURL: logoutURL });
   });
 
   routes.get("/sessions", (c) => {

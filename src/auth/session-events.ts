@@ -1,6 +1,16 @@
 import { EventEmitter } from "node:events";
 
-export type SessionEndReason = "logout" | "revoked" | "expired" | "refresh_refused" | "replaced" | "decrypt_failed";
+export type SessionEndReason =
+  | "logout"
+  | "revoked"
+  | "expired"
+  | "refresh_refused"
+  | "replaced"
+  | "decrypt_failed"
+  /** The provider said the user signed out there (OIDC Back-Channel Logout 1.0). */
+  | "backchannel_logout"
+  /** An operator ended it, or blocked its account (`npm run portcullis`). */
+  | "operator";
 
 export interface SessionEnded {
   sessionId: string;

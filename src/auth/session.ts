@@ -107,7 +107,7 @@ export class SessionStore {
   }
 
   /** Creates a new session (never reuses one: ASVS 7.2.4) and returns it with its token. */
-  create(input: { accountId: string; provider: string; userAgent: string; tokens: ProviderTokens }): {
+  create(input: { accountId: string; provider: string; userAgent: string; tokens: ProviderTokens; providerSid?: string | null }): {
     session: Session;
     token: string;
   } {
@@ -132,6 +132,7 @@ export class SessionStore {
         accessTokenExpiresAt: input.tokens.accessTokenExpiresAt,
         refreshToken: this.sealOptional(input.tokens.refreshToken, id, "refresh_token"),
         idToken: this.sealOptional(input.tokens.idToken, id, "id_token"),
+        providerSid: input.providerSid ?? null,
       })
       .run();
     this.audit.write("session.created", { sessionId: id, accountId: input.accountId, provider: input.provider });
@@ -229,6 +230,34 @@ export class SessionStore {
     return this.remove(and(eq(sessions.id, sessionId), eq(sessions.accountId, accountId)), reason) > 0;
   }
 
+  /**
+   * OIDC Back-Channel Logout 1.0 2.7: ends the sessions a logout token names, all of them
+   * of `provider`. With a `sid`, the sessions the provider's session `sid` created (and,
+   * when the token also names the subject, only those of that account); with only a
+   * subject, every session of that account from this provider. Returns how many ended.
+   */
+  endByProviderSession(provider: string, match: { sid: string | null; accountId: string | null }): number {
+    if (match.sid === null && match.accountId === null) return 0;
+    return this.remove(
+      and(
+        eq(sessions.provider, provider),
+        match.sid === null ? undefined : eq(sessions.providerSid, match.sid),
+        match.accountId === null ? undefined : eq(sessions.accountId, match.accountId),
+      ),
+      "backchannel_logout",
+    );
+  }
+
+  /**
+   * Announces a session another process has already deleted (the operator's command, which
+   * hands its work over through the `operator_actions` table): audit event, sockets closed,
+   * refresh token revoked, exactly as if it had ended here.
+   */
+  adoptEnded(row: { id: string; accountId: string; provider: string; refreshToken: string | null }, reason: SessionEndReason): void {
+    this.announce(row.id, row.accountId, reason);
+    this.releaseGrant(row, reason);
+  }
+
   /** Deletes every session past its idle or absolute expiry. */
   sweepExpired(): number {
     const now = this.clock.now();
@@ -292,7 +321,8 @@ export class SessionStore {
   }
 
   /**
-   * The only place session rows are deleted. Each ended session is announced (audit event,
+   * The only place this process deletes session rows (the operator's command, another
+   * process, hands its deletions over: {@link adoptEnded}). Each ended session is announced (audit event,
    * its sockets close) and its refresh token, read in the same statement that deletes the
    * row, is handed to the revoker.
    */

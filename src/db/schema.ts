@@ -45,8 +45,14 @@ export const sessions = sqliteTable(
     idToken: text("id_token"),
     /** Bumped by every token refresh: a compare-and-swap so two writers cannot both refresh. */
     version: integer("version").notNull().default(0),
+    /** The provider's own session id (the ID token's `sid`), for back-channel logout. */
+    providerSid: text("provider_sid"),
   },
-  (table) => [index("sessions_account").on(table.accountId), index("sessions_expires").on(table.expiresAt)],
+  (table) => [
+    index("sessions_account").on(table.accountId),
+    index("sessions_expires").on(table.expiresAt),
+    index("sessions_provider_sid").on(table.provider, table.providerSid),
+  ],
 );
 
 /**
@@ -83,6 +89,57 @@ export const wsTickets = sqliteTable(
     expiresAt: integer("expires_at").notNull(),
   },
   (table) => [index("ws_tickets_expires").on(table.expiresAt)],
+);
+
+/**
+ * The `jti` of every back-channel logout token accepted, kept until its `iat` falls out of
+ * the acceptance window (after which the token is refused as too old anyway). In the
+ * database, not in memory, so a replay is refused after a restart too.
+ */
+export const logoutTokenJTIs = sqliteTable(
+  "logout_token_jtis",
+  {
+    issuer: text("issuer").notNull(),
+    jti: text("jti").notNull(),
+    expiresAt: integer("expires_at").notNull(),
+  },
+  (table) => [primaryKey({ columns: [table.issuer, table.jti] }), index("logout_token_jtis_expires").on(table.expiresAt)],
+);
+
+/** Accounts an operator has blocked: no login, no session, no socket. */
+export const accountBlocks = sqliteTable("account_blocks", {
+  accountId: text("account_id")
+    .primaryKey()
+    .references(() => accounts.id, { onDelete: "cascade" }),
+  blockedAt: integer("blocked_at").notNull(),
+  /** Who blocked it (the operator's name), for the record. */
+  blockedBy: text("blocked_by").notNull(),
+  reason: text("reason").notNull(),
+});
+
+/**
+ * What the operator's command did, written in the same transaction as the change itself,
+ * for the running server to pick up (it polls `PRAGMA data_version`): it audits each
+ * action, announces each ended session (its sockets close) and revokes the session's
+ * refresh token, then marks the row handled.
+ */
+export const operatorActions = sqliteTable(
+  "operator_actions",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    /** "sessions.listed", "session.ended", "account.blocked", "account.unblocked". */
+    action: text("action").notNull(),
+    accountId: text("account_id").notNull(),
+    sessionId: text("session_id"),
+    provider: text("provider"),
+    /** An ended session's refresh token, still sealed for its session (nobody here can read it). */
+    refreshToken: text("refresh_token"),
+    operator: text("operator").notNull(),
+    detail: text("detail"),
+    at: integer("at").notNull(),
+    handledAt: integer("handled_at"),
+  },
+  (table) => [index("operator_actions_pending").on(table.handledAt)],
 );
 
 export type SessionRow = typeof sessions.$inferSelect;

@@ -7,7 +7,17 @@ export interface DemoIdPOptions {
   /** 0 picks a free port (tests). */
   port: number;
   host?: string;
-  clients: { clientId: string; clientSecret: string; redirectURIs: string[] }[];
+  clients: {
+    clientId: string;
+    clientSecret: string;
+    redirectURIs: string[];
+    /** Where its end-session endpoint may send the browser back to (RP-Initiated Logout 1.0). */
+    postLogoutRedirectURIs?: string[];
+    /** Where it sends logout tokens when a player signs out here (Back-Channel Logout 1.0). */
+    backchannelLogoutURI?: string;
+  }[];
+  /** The RS256 signing key as a private JWK (tests keep it to sign their own logout tokens). */
+  signingKey?: Record<string, unknown>;
   cookieKeys?: string[];
   accessTokenTTLSeconds?: number;
   refreshTokenTTLSeconds?: number;
@@ -53,8 +63,12 @@ export async function startDemoIdP(options: DemoIdPOptions): Promise<DemoIdP> {
   const { port } = server.address() as AddressInfo;
   const issuer = `http://${host}:${port}`;
 
-  const { privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
-  const signingKey = { ...privateKey.export({ format: "jwk" }), kid: "demo-rs256", use: "sig", alg: "RS256" };
+  const signingKey = options.signingKey ?? {
+    ...generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ format: "jwk" }),
+    kid: "demo-rs256",
+    use: "sig",
+    alg: "RS256",
+  };
 
   const provider = new Provider(issuer, {
     clients: options.clients.map((c) => ({
@@ -64,6 +78,10 @@ export async function startDemoIdP(options: DemoIdPOptions): Promise<DemoIdP> {
       grant_types: ["authorization_code", "refresh_token"],
       response_types: ["code"],
       token_endpoint_auth_method: "client_secret_basic",
+      ...(c.postLogoutRedirectURIs === undefined ? {} : { post_logout_redirect_uris: c.postLogoutRedirectURIs }),
+      ...(c.backchannelLogoutURI === undefined
+        ? {}
+        : { backchannel_logout_uri: c.backchannelLogoutURI, backchannel_logout_session_required: true }),
     })),
     jwks: { keys: [signingKey] },
     cookies: { keys: options.cookieKeys ?? [randomBytes(32).toString("base64url")] },
@@ -74,6 +92,16 @@ export async function startDemoIdP(options: DemoIdPOptions): Promise<DemoIdP> {
       devInteractions: { enabled: false },
       revocation: { enabled: true },
       userinfo: { enabled: true },
+      // Signing out here (its end-session page) sends a logout token to every client the
+      // player used that registered a backchannel_logout_uri; ID tokens then carry `sid`.
+      backchannelLogout: { enabled: true },
+    },
+    // oidc-provider refuses to send logout tokens to loopback and private addresses (SSRF
+    // protection, through its own dispatcher). This provider exists to talk to a BFF on
+    // localhost, so its outgoing requests use the default one. Development only.
+    fetch: (url: string | URL, init: RequestInit & { dispatcher?: unknown }) => {
+      const { dispatcher: _ssrfGuard, ...rest } = init;
+      return globalThis.fetch(url, rest);
     },
     ttl: {
       AccessToken: options.accessTokenTTLSeconds ?? 600,

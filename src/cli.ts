@@ -1,0 +1,180 @@
+import { userInfo } from "node:os";
+import { parseArgs } from "node:util";
+import { OperatorStore, type AccountRef, type AccountSummary } from "./admin/operator-store";
+import { systemClock } from "./clock";
+import { ConfigError, loadOperatorConfig, readEnvironment } from "./config";
+import { openDatabase } from "./db/database";
+
+const USAGE = `Usage: npm run portcullis -- <command> <player> [options]
+
+Commands (they work while the server runs: it notices within a second, closes the
+player's sockets with 4401 and writes the audit events):
+  sessions       list the player's sessions
+  end-sessions   end all of the player's sessions (they can log in again)
+  block          block the account: its sessions end and it cannot log in again
+  unblock        lift a block
+
+The player is named by one of:
+  --account <id>                        Portcullis's account id (GET /auth/me "user.id")
+  --provider <name> --subject <sub>     the identity provider's name and its subject
+
+Options:
+  --reason <text>     why (block; kept with the block and in the audit log)
+  --operator <name>   who runs this, for the audit log (default: the OS user)
+  --json              machine-readable output
+  --help              this text
+
+Environment: DATABASE_PATH, as for the server (a .env file is read when present).
+Exit status: 0 done, 1 no such player, 2 usage or configuration error.`;
+
+const COMMANDS = new Set(["sessions", "end-sessions", "block", "unblock"]);
+// What may be written to the audit log as an operator's name or reason.
+const OPERATOR_NAME = /^[\w.@-]{1,64}$/;
+const MAX_REASON = 200;
+
+interface Output {
+  stdout: (line: string) => void;
+  stderr: (line: string) => void;
+}
+
+/** Runs one command; returns the exit status. Exported for the test of its argument handling. */
+export function runCLI(argv: string[], env: Record<string, string | undefined>, out: Output): number {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        account: { type: "string" },
+        provider: { type: "string" },
+        subject: { type: "string" },
+        reason: { type: "string" },
+        operator: { type: "string" },
+        json: { type: "boolean", default: false },
+        help: { type: "boolean", default: false },
+      },
+    });
+  } catch (error) {
+    out.stderr(`${error instanceof Error ? error.message : String(error)}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    out.stdout(USAGE);
+    return 0;
+  }
+  const command = positionals[0];
+  if (command === undefined || !COMMANDS.has(command) || positionals.length > 1) {
+    out.stderr(`${command === undefined ? "No command given." : `Unknown command "${positionals.join(" ")}".`}\n\n${USAGE}`);
+    return 2;
+  }
+  let ref: AccountRef;
+  if (values.account !== undefined && values.provider === undefined && values.subject === undefined) {
+    ref = { accountId: values.account };
+  } else if (values.account === undefined && values.provider !== undefined && values.subject !== undefined) {
+    ref = { provider: values.provider, subject: values.subject };
+  } else {
+    out.stderr(`Name the player with --account, or with --provider and --subject.\n\n${USAGE}`);
+    return 2;
+  }
+  const operator = values.operator ?? osUser();
+  if (!OPERATOR_NAME.test(operator)) {
+    out.stderr("--operator: 1 to 64 letters, digits, dots, dashes, underscores or @.");
+    return 2;
+  }
+  const reason = (values.reason ?? "blocked by an operator").replace(/[\u0000-\u001f\u007f]/g, " ").slice(0, MAX_REASON);
+
+  let databasePath: string;
+  try {
+    databasePath = loadOperatorConfig(env).databasePath;
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      out.stderr(error.message);
+      return 2;
+    }
+    throw error;
+  }
+  const db = openDatabase(databasePath);
+  try {
+    const store = new OperatorStore(db, systemClock, operator);
+    const account = store.findAccount(ref);
+    if (account === null) {
+      out.stderr("No such player.");
+      return 1;
+    }
+    switch (command) {
+      case "sessions": {
+        const sessions = store.listSessions(account.id);
+        if (values.json) {
+          out.stdout(JSON.stringify({ account: describe(account), sessions: sessions.map((s) => ({ ...s, ...isoTimes(s) })) }));
+        } else {
+          out.stdout(header(account));
+          out.stdout(sessions.length === 0 ? "  no sessions" : sessions.map((s) => `  ${s.id}  ${s.provider}  created ${iso(s.createdAt)}  last seen ${iso(s.lastSeenAt)}  ${s.userAgent}`).join("\n"));
+        }
+        return 0;
+      }
+      case "end-sessions": {
+        const ended = store.endSessions(account.id);
+        out.stdout(values.json ? JSON.stringify({ account: describe(account), ended }) : `${header(account)}\n  ended ${ended} session(s)`);
+        return 0;
+      }
+      case "block": {
+        const { ended, alreadyBlocked } = store.block(account.id, reason);
+        out.stdout(
+          values.json
+            ? JSON.stringify({ account: describe(account), blocked: true, alreadyBlocked, ended })
+            : `${header(account)}\n  ${alreadyBlocked ? "was already blocked" : "blocked"}; ended ${ended} session(s)`,
+        );
+        return 0;
+      }
+      default: {
+        const lifted = store.unblock(account.id);
+        out.stdout(values.json ? JSON.stringify({ account: describe(account), unblocked: lifted }) : `${header(account)}\n  ${lifted ? "unblocked" : "was not blocked"}`);
+        return 0;
+      }
+    }
+  } finally {
+    db.close();
+  }
+}
+
+function osUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    // No passwd entry (some containers): the operator must say who they are.
+    return "unknown";
+  }
+}
+
+function describe(account: AccountSummary): Record<string, unknown> {
+  return {
+    id: account.id,
+    displayName: account.displayName,
+    identities: account.identities,
+    blocked: account.blocked === null ? null : { ...account.blocked, at: iso(account.blocked.at) },
+  };
+}
+
+function header(account: AccountSummary): string {
+  const ids = account.identities.map((i) => `${i.provider}:${i.subject}`).join(", ");
+  const block = account.blocked === null ? "" : ` [blocked ${iso(account.blocked.at)} by ${account.blocked.by}: ${account.blocked.reason}]`;
+  return `account ${account.id} "${account.displayName}" (${ids})${block}`;
+}
+
+function isoTimes(s: { createdAt: number; lastSeenAt: number; expiresAt: number }): Record<string, string> {
+  return { createdAt: iso(s.createdAt), lastSeenAt: iso(s.lastSeenAt), expiresAt: iso(s.expiresAt) };
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+// Run as a program (tsx src/cli.ts), not when imported by a test.
+if (process.argv[1] !== undefined && /cli\.ts$/.test(process.argv[1])) {
+  const status = runCLI(process.argv.slice(2), readEnvironment(), {
+    stdout: (line) => process.stdout.write(`${line}\n`),
+    stderr: (line) => process.stderr.write(`${line}\n`),
+  });
+  process.exitCode = status;
+}

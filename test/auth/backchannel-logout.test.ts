@@ -1,0 +1,221 @@
+import { generateKeyPairSync, randomUUID } from "node:crypto";
+import { SignJWT, importJWK, type JWTPayload } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Agent } from "../fixtures/agent";
+import { startRecordingBackend, type RecordingBackend } from "../fixtures/backend";
+import { CLIENT_ID, startHarness, type Harness } from "../fixtures/harness";
+import { closeOf, mintTicket, openSocket } from "../fixtures/ws-client";
+
+const EVENT = "http://schemas.openid.net/event/backchannel-logout";
+
+function rsaJWK(kid: string): Record<string, unknown> {
+  return { ...generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey.export({ format: "jwk" }), kid, use: "sig", alg: "RS256" };
+}
+
+/**
+ * OIDC Back-Channel Logout 1.0 against the real oidc-provider: signing out at its
+ * end-session page reaches Portcullis, and every logout token that section 2.6 refuses is
+ * refused with 400 and ends nothing (SECURITY.md I40).
+ */
+describe("POST /auth/backchannel-logout/:provider (SECURITY.md I40)", () => {
+  // The provider's own signing key, kept so the tests can sign tokens the provider could have.
+  const providerKey = rsaJWK("demo-rs256");
+  // Another key under the same kid: what a forger without the provider's key has.
+  const forgerKey = rsaJWK("demo-rs256");
+  let backend: RecordingBackend;
+  let h: Harness;
+  beforeAll(async () => {
+    backend = await startRecordingBackend();
+    h = await startHarness({ env: { GAME_BACKEND_URL: backend.url }, idp: { signingKey: providerKey } });
+  });
+  afterAll(async () => {
+    await h.close();
+    await backend.close();
+  });
+
+  const idOf = (token: string): string => token.split(".")[0] ?? "";
+  const me = (token: string): Promise<number> => fetch(`${h.origin}/auth/me`, { headers: { cookie: `__Host-Http-session=${token}` } }).then((r) => r.status);
+  const sidOf = (token: string): string =>
+    (h.bff.db.sqlite.prepare("SELECT provider_sid AS sid FROM sessions WHERE id = ?").get(idOf(token)) as { sid: string }).sid;
+  const now = (): number => Math.floor(h.clock.now() / 1000);
+
+  async function sign(claims: JWTPayload, options: { key?: Record<string, unknown>; typ?: string } = {}): Promise<string> {
+    const key = await importJWK(options.key ?? providerKey, "RS256");
+    return new SignJWT(claims).setProtectedHeader({ alg: "RS256", kid: "demo-rs256", typ: options.typ ?? "logout+jwt" }).sign(key);
+  }
+
+  function claims(extra: JWTPayload): JWTPayload {
+    return { iss: h.idp.issuer, aud: CLIENT_ID, iat: now(), jti: randomUUID(), events: { [EVENT]: {} }, ...extra };
+  }
+
+  function post(body: string, contentType = "application/x-www-form-urlencoded", provider = "demo"): Promise<Response> {
+    return fetch(`${h.origin}/auth/backchannel-logout/${provider}`, { method: "POST", headers: { "content-type": contentType }, body });
+  }
+
+  const postToken = (token: string): Promise<Response> => post(new URLSearchParams({ logout_token: token }).toString());
+
+  async function openPlayerSocket(token: string): Promise<Awaited<ReturnType<typeof openSocket>>> {
+    return openSocket(h, await mintTicket(h, token), { token });
+  }
+
+  /** Resolves with the close code, or rejects if the socket is still open after 1 s (CONTRACT.md). */
+  function closedWithinOneSecond(ws: Awaited<ReturnType<typeof openSocket>>): Promise<number> {
+    return Promise.race([
+      closeOf(ws).then((c) => c.code),
+      new Promise<number>((_, reject) => setTimeout(() => reject(new Error("socket still open after 1 s")), 1_000)),
+    ]);
+  }
+
+  /** The end-session page and its confirmation, as a browser signed in at the provider walks them. */
+  async function signOutAtProvider(agent: Agent): Promise<Response> {
+    const page = await agent.fetch(`${h.idp.issuer}/session/end`);
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    const action = /<form id="op.logoutForm" method="post" action="([^"]+)"/.exec(html)?.[1];
+    const xsrf = /name="xsrf" value="([^"]+)"/.exec(html)?.[1];
+    expect(action).toBeDefined();
+    return agent.fetch(new URL(action ?? "", h.idp.issuer), {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ xsrf: xsrf ?? "", logout: "yes" }).toString(),
+    });
+  }
+
+  it("ends the session and closes its socket with 4401 within 1 s when the player signs out at the provider", async () => {
+    const { agent, token } = await h.login("idp-signout");
+    expect(sidOf(token)).toMatch(/.+/);
+    const ws = await openPlayerSocket(token);
+    const closed = closedWithinOneSecond(ws);
+    const confirmed = await signOutAtProvider(agent);
+    expect(confirmed.status).toBe(303);
+    expect(await closed).toBe(4401);
+    expect(await me(token)).toBe(401);
+    const accepted = h.audit.named("logout.backchannel.accepted").at(-1);
+    expect(accepted).toMatchObject({ provider: "demo", reason: "sid+sub", count: 1 });
+    expect(h.audit.named("session.revoked").some((e) => e.reason === "backchannel_logout" && e.session === h.bff.audit.sessionRef(idOf(token)))).toBe(true);
+  });
+
+  it("answers 200 with Cache-Control: no-store and an empty body", async () => {
+    const { token } = await h.login("no-store");
+    const response = await postToken(await sign(claims({ sid: sidOf(token) })));
+    expect(response.status).toBe(200);
+    expect(response.headers.get("cache-control")).toBe("no-store");
+    expect(await response.text()).toBe("");
+    expect(await me(token)).toBe(401);
+  });
+
+  it("ends only the session a sid names, not the same player's other session", async () => {
+    const laptop = await h.login("two-devices");
+    const phone = await h.login("two-devices");
+    expect(sidOf(laptop.token)).not.toBe(sidOf(phone.token));
+    const phoneSocket = await openPlayerSocket(phone.token);
+    const response = await postToken(await sign(claims({ sid: sidOf(laptop.token), sub: "two-devices" })));
+    expect(response.status).toBe(200);
+    expect(await me(laptop.token)).toBe(401);
+    expect(await me(phone.token)).toBe(200);
+    expect(phoneSocket.readyState).toBe(phoneSocket.OPEN);
+    phoneSocket.close();
+  });
+
+  it("ends every session of the subject at this provider for a sub-only token", async () => {
+    const sessions = [await h.login("sub-only"), await h.login("sub-only"), await h.login("sub-only")];
+    const bystander = await h.login("sub-only-bystander");
+    const sockets = await Promise.all(sessions.map((s) => openPlayerSocket(s.token)));
+    const closes = sockets.map((ws) => closedWithinOneSecond(ws));
+    const response = await postToken(await sign(claims({ sub: "sub-only" })));
+    expect(response.status).toBe(200);
+    expect(await Promise.all(closes)).toEqual([4401, 4401, 4401]);
+    for (const s of sessions) expect(await me(s.token)).toBe(401);
+    expect(await me(bystander.token)).toBe(200);
+    expect(h.audit.named("logout.backchannel.accepted").at(-1)).toMatchObject({ reason: "sub", count: 3 });
+  });
+
+  it("refuses a replayed token (same jti) with 400 and ends nothing, across a restart of the route's memory", async () => {
+    const first = await h.login("replayed");
+    const token = await sign(claims({ sub: "replayed" }));
+    expect((await postToken(token)).status).toBe(200);
+    expect(await me(first.token)).toBe(401);
+    const again = await h.login("replayed");
+    expect((await postToken(token)).status).toBe(400);
+    expect(await me(again.token)).toBe(200);
+    // The jti is in the database, not only in memory.
+    const row = h.bff.db.sqlite.prepare("SELECT COUNT(*) AS n FROM logout_token_jtis WHERE issuer = ?").get(h.idp.issuer) as { n: number };
+    expect(row.n).toBeGreaterThan(0);
+  });
+
+  describe("refuses with 400 and ends nothing", () => {
+    const unsigned = (payload: JWTPayload): string =>
+      `${Buffer.from(JSON.stringify({ alg: "none", typ: "logout+jwt" })).toString("base64url")}.${Buffer.from(JSON.stringify(payload)).toString("base64url")}.`;
+    const cases: [string, (sub: string, sid: string) => Promise<string>][] = [
+      ["forged (signed with another key under the provider's kid)", (sub, sid) => sign(claims({ sub, sid }), { key: forgerKey })],
+      ["unsigned (alg none)", async (sub, sid) => unsigned(claims({ sub, sid }))],
+      [
+        "signed with HS256 and the client secret (algorithm confusion)",
+        async (sub, sid) =>
+          new SignJWT(claims({ sub, sid })).setProtectedHeader({ alg: "HS256", typ: "logout+jwt" }).sign(new TextEncoder().encode(h.clientSecret)),
+      ],
+      ["expired (iat older than the window)", (sub, sid) => sign(claims({ sub, sid, iat: now() - 301 - 30 }))],
+      ["expired (exp in the past)", (sub, sid) => sign(claims({ sub, sid, iat: now() - 120, exp: now() - 60 }))],
+      ["issued in the future", (sub, sid) => sign(claims({ sub, sid, iat: now() + 600 }))],
+      ["wrongly addressed (another audience)", (sub, sid) => sign(claims({ sub, sid, aud: "another-client" }))],
+      ["from another issuer", (sub, sid) => sign(claims({ sub, sid, iss: "https://evil.example" }))],
+      ["with a nonce", (sub, sid) => sign(claims({ sub, sid, nonce: "n-0S6_WzA2Mj" }))],
+      ["without events", (sub, sid) => sign({ ...claims({ sub, sid }), events: undefined })],
+      ["with events lacking the back-channel logout event", (sub, sid) => sign(claims({ sub, sid, events: { "http://example.com/other": {} } }))],
+      ["with neither sid nor sub", () => sign(claims({}))],
+      ["without jti", (sub, sid) => sign({ ...claims({ sub, sid }), jti: undefined })],
+      ["typed as something else", (sub, sid) => sign(claims({ sub, sid }), { typ: "JWT" })],
+      ["an ID token", async () => h.idp.issued.idTokens.at(-1) ?? ""],
+    ];
+    it.each(cases)("%s", async (_name, make) => {
+      const { token } = await h.login("hostile-target");
+      const ws = await openPlayerSocket(token);
+      const ended: string[] = [];
+      const stop = h.bff.events.onEnded((event) => ended.push(event.sessionId));
+      const response = await postToken(await make("hostile-target", sidOf(token)));
+      stop();
+      expect(response.status).toBe(400);
+      expect(response.headers.get("cache-control")).toBe("no-store");
+      expect(ended).toEqual([]);
+      expect(await me(token)).toBe(200);
+      expect(ws.readyState).toBe(ws.OPEN);
+      ws.close();
+    });
+
+    it("a body that is not a form, or carries no or two logout_token", async () => {
+      const { token } = await h.login("hostile-body");
+      const good = await sign(claims({ sub: "hostile-body" }));
+      for (const [body, type] of [
+        [JSON.stringify({ logout_token: good }), "application/json"],
+        ["", "application/x-www-form-urlencoded"],
+        [`logout_token=${good}&logout_token=${good}`, "application/x-www-form-urlencoded"],
+      ] as const) {
+        expect((await post(body, type)).status).toBe(400);
+      }
+      expect(await me(token)).toBe(200);
+      expect(h.audit.named("logout.backchannel.refused").length).toBeGreaterThan(0);
+    });
+  });
+
+  it("is a 404 for a provider that does not exist", async () => {
+    expect((await post("logout_token=x", undefined, "nope")).status).toBe(404);
+  });
+
+  it("needs no cookie, Origin or X-CSRF (server to server) but is rate limited like every /auth route", async () => {
+    const limited = await startHarness({ env: { GAME_BACKEND_URL: backend.url, RATE_LIMIT_AUTH: "1/s,2" }, idp: { signingKey: providerKey } });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 3; i += 1) {
+        const response = await fetch(`${limited.origin}/auth/backchannel-logout/demo`, {
+          method: "POST",
+          headers: { "content-type": "application/x-www-form-urlencoded" },
+          body: "logout_token=not-a-token",
+        });
+        statuses.push(response.status);
+      }
+      expect(statuses).toEqual([400, 400, 429]);
+    } finally {
+      await limited.close();
+    }
+  });
+});
