@@ -38,6 +38,7 @@ async function main(): Promise<void> {
         },
       ],
       cookieKeys: secrets.idpCookieKeys,
+      askNameEveryLogin: true,
     });
     stops.push(() => idp.close());
     config = {

@@ -16,6 +16,12 @@ export interface DemoIdPOptions {
     /** Where it sends logout tokens when a player signs out here (Back-Channel Logout 1.0). */
     backchannelLogoutURI?: string;
   }[];
+  /**
+   * Show the name form at every login, even while the provider remembers the player, so that
+   * after logging out of the game a player can pick another name (issue 18). The demo sets
+   * it; tests that need the provider's single sign-on (a remembered player) leave it off.
+   */
+  askNameEveryLogin?: boolean;
   /** The RS256 signing key as a private JWK (tests keep it to sign their own logout tokens). */
   signingKey?: Record<string, unknown>;
   cookieKeys?: string[];
@@ -48,9 +54,9 @@ const LOGIN_NAME = /^[\p{L}\p{N} _.-]{1,32}$/u;
 
 /**
  * A real OpenID Connect provider (panva's oidc-provider) for development and tests only:
- * any name logs in, no password, no consent screen, refresh tokens issued. Its form is shown
- * at every login, even while it remembers the last name, so that after logging out of the
- * game a player can pick another name (issue 18: "no way to switch players"). It listens on
+ * any name logs in, no password, no consent screen, refresh tokens issued. With
+ * `askNameEveryLogin` its form is shown at every login, even while it remembers the last
+ * name, so that a player can switch names after logging out of the game. It listens on
  * 127.0.0.1 while the BFF is on localhost, so logins cross sites as they do in production.
  */
 export async function startDemoIdP(options: DemoIdPOptions): Promise<DemoIdP> {
@@ -122,7 +128,7 @@ export async function startDemoIdP(options: DemoIdPOptions): Promise<DemoIdP> {
       accountId: sub,
       claims: async () => ({ sub, name: sub, preferred_username: sub }),
     }),
-    interactions: { policy: alwaysAskForName(), url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
+    interactions: { policy: options.askNameEveryLogin ? alwaysAskForName() : interactionPolicy.base(), url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
     renderError: async (ctx: { type: string; body: string }, out: Record<string, unknown>) => {
       ctx.type = "html";
       ctx.body = page("Sign-in error", `<p>${escapeHTML(String(out.error_description ?? out.error ?? "error"))}</p>`);
