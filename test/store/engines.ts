@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
 import { createAuditLog, type AuditLog } from "../../src/audit/log";
-import { ManualClock, secureRandomBytes } from "../../src/clock";
+import { ManualClock, secureRandomBytes, type Clock } from "../../src/clock";
 import { TokenCipher } from "../../src/crypto/token-cipher";
 import { openDatabase } from "../../src/db/database";
 import { LocalEventBus } from "../../src/store/local-bus";
@@ -26,6 +26,8 @@ export type EngineName = "sqlite" | "postgres";
 
 export interface NodeOptions {
   lease?: Partial<LeaseOptions>;
+  /** This node's clock; the engine's shared one by default. */
+  clock?: Clock;
   backoff?: Backoff;
 }
 
@@ -72,6 +74,7 @@ export async function openEngine(name: EngineName): Promise<Engine> {
           bus,
           leaseTable,
           lease: { ...LEASE, ...options.lease },
+          clock: options.clock ?? clock,
         });
         stores.push(store);
         return store;
@@ -95,6 +98,7 @@ export async function openEngine(name: EngineName): Promise<Engine> {
         ...common,
         postgres: { url, poolSize: 5, statementTimeoutMs: 5_000 },
         lease: { ...LEASE, ...options.lease },
+        clock: options.clock ?? clock,
         backoff: options.backoff,
       });
       stores.push(store);

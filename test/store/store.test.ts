@@ -277,8 +277,16 @@ describe.each<EngineName>(["sqlite", "postgres"])("the %s store", (engineName) =
       let called = false;
       expect(await impatient.refreshLease.run(id, async () => (called = true))).toEqual({ ran: false });
       expect(called).toBe(false);
+      // A node already waiting when the lease lapses takes it over. Its clock counts reads:
+      // the second is its first look after a failed take, so it is waiting by then.
+      let reads = 0;
+      const waiter = await engine.node({ clock: { now: () => ((reads += 1), engine.clock.now()) } });
+      const outcome = waiter.refreshLease.run(id, async () => "taken over");
+      await vi.waitFor(() => expect(reads).toBeGreaterThanOrEqual(2), { timeout: 5_000 });
       engine.clock.advance(30_000);
-      expect(await b.refreshLease.run(id, async () => "taken over")).toEqual({ ran: true, value: "taken over" });
+      expect(await outcome).toEqual({ ran: true, value: "taken over" });
+      // And a newcomer after that finds it free again.
+      expect(await b.refreshLease.run(id, async () => "next")).toEqual({ ran: true, value: "next" });
     });
   });
 
