@@ -84,7 +84,7 @@ describe("PostgreSQL engine", () => {
       const database = new URL(url).pathname.slice(1);
       try {
         await admin.unsafe(`ALTER DATABASE ${database} WITH ALLOW_CONNECTIONS false`);
-        await pool`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ${`portcullis-listener-${c.nodeId}`}`;
+        await admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ${`portcullis-listener-${c.nodeId}`}`;
         // The loss, then at least two refused reconnects.
         await vi.waitFor(() => expect(problems.length).toBeGreaterThanOrEqual(3), { timeout: 10_000, interval: 10 });
         expect(c.connected).toBe(false);
