@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import postgres from "postgres";
 import { secureRandomBytes } from "../../src/clock";
-import { migratePostgres } from "../../src/db/postgres";
+import { migratePostgres, openPostgres } from "../../src/db/postgres";
 import { PostgresEventBus } from "../../src/store/postgres/bus";
 import type { SessionEnded } from "../../src/auth/session-events";
 import { createTestDatabase, dropTestDatabase, TEST_SERVER_URL } from "./engines";
@@ -26,6 +26,21 @@ describe("PostgreSQL engine", () => {
       expect(tables.map((t) => t.table_name)).toEqual(["accounts", "identities", "login_attempts", "refresh_leases", "sessions", "ws_tickets"]);
     } finally {
       await sql.end();
+    }
+  });
+
+  it("opens at most DATABASE_POOL_SIZE connections, each with DATABASE_STATEMENT_TIMEOUT_MS", async () => {
+    const url = await createTestDatabase();
+    urls.push(url);
+    const db = await openPostgres({ url, poolSize: 2, statementTimeoutMs: 150 });
+    try {
+      const seen = await Promise.all(Array.from({ length: 8 }, () => db.sql`SELECT pg_backend_pid() AS pid, current_setting('statement_timeout') AS timeout`));
+      expect(new Set(seen.map((rows) => rows[0]?.pid)).size).toBeLessThanOrEqual(2);
+      expect(new Set(seen.map((rows) => rows[0]?.timeout))).toEqual(new Set(["150ms"]));
+      await expect(db.sql`SELECT pg_sleep(5)`).rejects.toThrow(/statement timeout/);
+      expect(await db.isHealthy()).toBe(true);
+    } finally {
+      await db.close();
     }
   });
 
