@@ -49,7 +49,9 @@ export class PollingRefreshLease implements RefreshLease {
         try {
           return { ran: true, value: await refresh() };
         } finally {
-          await this.table.release(sessionId, holder);
+          // A release the database did not take (it went away meanwhile) costs the waiters
+          // at most the lease's TTL; it must not turn a stored refresh into an error.
+          await this.table.release(sessionId, holder).catch(() => {});
         }
       }
       // Someone else holds it: wait for it to be released (the holder stored its result) or to lapse.
