@@ -74,6 +74,8 @@ export interface Config {
   /** `PUBLIC_ORIGIN` first, then `ALLOWED_ORIGINS`; compared exactly. */
   allowedOrigins: string[];
   databasePath: string;
+  /** `DATABASE_URL` selects PostgreSQL (shared by every node); null: SQLite at `databasePath`. */
+  postgres: { url: string; poolSize: number; statementTimeoutMs: number } | null;
   /** Null in demo mode until the demo game backend is started. */
   gameBackendURL: string | null;
   /** The `aud` of identity assertions for the game backend; defaults to its origin. */
@@ -201,14 +203,19 @@ export function readConfig(env: Env): { config: Config; problems: string[] } {
     );
   }
 
+  const postgres = readPostgres(read, problems);
+  // Nodes on one PostgreSQL open each other's sealed tokens and sign for one backend: keys
+  // generated per node would end every session another node created (issue 13).
+  const keysRequired = !demoAllowed || (production && postgres !== null);
+  const shared = postgres === null ? "" : "; every node on DATABASE_URL must have the same keys";
   // "Required" only when unset: a set but malformed value already has its own message.
   const tokenEncryptionKeys = read.keys("TOKEN_ENCRYPTION_KEYS");
-  if (read.optional("TOKEN_ENCRYPTION_KEYS") === null && !demoAllowed) {
-    problems.push("TOKEN_ENCRYPTION_KEYS is required outside demo mode (kid:base64-of-32-bytes,…)");
+  if (read.optional("TOKEN_ENCRYPTION_KEYS") === null && keysRequired) {
+    problems.push(`TOKEN_ENCRYPTION_KEYS is required outside demo mode (kid:base64-of-32-bytes,…)${shared}`);
   }
   const assertionSigningKeys = read.keys("ASSERTION_SIGNING_KEYS");
-  if (read.optional("ASSERTION_SIGNING_KEYS") === null && !demoAllowed) {
-    problems.push("ASSERTION_SIGNING_KEYS is required outside demo mode (kid:base64-of-32-byte-Ed25519-seed,…)");
+  if (read.optional("ASSERTION_SIGNING_KEYS") === null && keysRequired) {
+    problems.push(`ASSERTION_SIGNING_KEYS is required outside demo mode (kid:base64-of-32-byte-Ed25519-seed,…)${shared}`);
   }
 
   const staticDir = read.optional("STATIC_DIR");
@@ -241,6 +248,7 @@ export function readConfig(env: Env): { config: Config; problems: string[] } {
     publicOrigin,
     allowedOrigins: [...new Set([publicOrigin, ...extraOrigins])],
     databasePath: read.string("DATABASE_PATH", "db/portcullis.sqlite"),
+    postgres,
     gameBackendURL,
     gameBackendAudience: read.optional("GAME_BACKEND_AUDIENCE") ?? (gameBackendURL === null ? null : new URL(gameBackendURL).origin),
     sessionIdleTimeoutSeconds: idle,
@@ -304,6 +312,31 @@ export function readEnvironment(options: { envFile?: string } = {}): Env {
   const envFile = options.envFile ?? ".env";
   const fromFile = existsSync(envFile) ? parseEnv(readFileSync(envFile, "utf8")) : {};
   return { ...fromFile, ...process.env };
+}
+
+/** `DATABASE_URL` and its pool settings; null when unset (SQLite). The URL is never echoed: it may hold a password. */
+function readPostgres(read: EnvReader, problems: string[]): Config["postgres"] {
+  const url = read.optional("DATABASE_URL");
+  if (url === null) {
+    for (const name of ["DATABASE_POOL_SIZE", "DATABASE_STATEMENT_TIMEOUT_MS"]) {
+      if (read.optional(name) !== null) problems.push(`${name} is set but DATABASE_URL is not: SQLite has no pool`);
+    }
+    return null;
+  }
+  let protocol = "";
+  try {
+    protocol = new URL(url).protocol;
+  } catch {
+    // reported below
+  }
+  if (protocol !== "postgres:" && protocol !== "postgresql:") {
+    problems.push("DATABASE_URL must be a postgres:// or postgresql:// URL (unset it for SQLite at DATABASE_PATH)");
+  }
+  return {
+    url,
+    poolSize: read.integer("DATABASE_POOL_SIZE", 10, { min: 1, max: 1000 }),
+    statementTimeoutMs: read.integer("DATABASE_STATEMENT_TIMEOUT_MS", 5000, { min: 100, max: 600_000 }),
+  };
 }
 
 function readProviders(env: Env, read: EnvReader, problems: string[]): ProviderConfig[] {

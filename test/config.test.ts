@@ -114,6 +114,44 @@ describe("#loadConfig", () => {
     expect(config.providers.map((p) => p.name)).toEqual(["google", "github", "corp"]);
   });
 
+  describe("DATABASE_URL (issue 13: more than one node)", () => {
+    it("selects PostgreSQL with a pool of 10 and a 5 s statement timeout unless told otherwise; SQLite without it", () => {
+      expect(loadConfig({}).postgres).toBeNull();
+      expect(loadConfig({ DATABASE_URL: "postgres://bff@db.internal/portcullis" }).postgres).toEqual({
+        url: "postgres://bff@db.internal/portcullis",
+        poolSize: 10,
+        statementTimeoutMs: 5000,
+      });
+      expect(
+        loadConfig({ DATABASE_URL: "postgresql://db/p", DATABASE_POOL_SIZE: "40", DATABASE_STATEMENT_TIMEOUT_MS: "2000" }).postgres,
+      ).toEqual({ url: "postgresql://db/p", poolSize: 40, statementTimeoutMs: 2000 });
+    });
+
+    it("refuses other schemes without echoing the URL (it may hold a password), and pool settings without it", () => {
+      for (const url of ["mysql://u:hunter2@db/p", "db.internal:5432", "file:portcullis.sqlite"]) {
+        const problems = problemsOf({ DATABASE_URL: url });
+        expect(problems, url).toEqual(["DATABASE_URL must be a postgres:// or postgresql:// URL (unset it for SQLite at DATABASE_PATH)"]);
+      }
+      expect(problemsOf({ DATABASE_URL: "postgres://db/p", DATABASE_POOL_SIZE: "0", DATABASE_STATEMENT_TIMEOUT_MS: "soon" })).toEqual([
+        "DATABASE_POOL_SIZE: 0 is outside 1…1000",
+        'DATABASE_STATEMENT_TIMEOUT_MS: "soon" is not a whole number',
+      ]);
+      expect(problemsOf({ DATABASE_POOL_SIZE: "5", DATABASE_STATEMENT_TIMEOUT_MS: "1000" })).toEqual([
+        "DATABASE_POOL_SIZE is set but DATABASE_URL is not: SQLite has no pool",
+        "DATABASE_STATEMENT_TIMEOUT_MS is set but DATABASE_URL is not: SQLite has no pool",
+      ]);
+    });
+
+    it("refuses production on PostgreSQL without explicit keys, saying every node must share them", () => {
+      const production = { NODE_ENV: "production", GAME_BACKEND_URL: "http://10.0.0.5:9000", GOOGLE_CLIENT_ID: "g", GOOGLE_CLIENT_SECRET: "s" };
+      expect(problemsOf({ ...production, DATABASE_URL: "postgres://db/p" })).toEqual([
+        expect.stringMatching(/^TOKEN_ENCRYPTION_KEYS is required .*every node on DATABASE_URL must have the same keys$/),
+        expect.stringMatching(/^ASSERTION_SIGNING_KEYS is required .*every node on DATABASE_URL must have the same keys$/),
+      ]);
+      expect(problemsOf({ ...production, DATABASE_URL: "postgres://db/p", TOKEN_ENCRYPTION_KEYS: `k:${KEY}`, ASSERTION_SIGNING_KEYS: `a:${KEY}` })).toEqual([]);
+    });
+  });
+
   it("refuses duplicate key ids and malformed key entries", () => {
     const problems = problemsOf({ TOKEN_ENCRYPTION_KEYS: `a:${KEY},a:${KEY},${KEY}` });
     expect(problems).toEqual(

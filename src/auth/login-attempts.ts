@@ -24,8 +24,8 @@ export const LOGIN_ATTEMPT_TTL_SECONDS = 600;
  */
 export const MAX_ATTEMPTS_PER_BROWSER = 3;
 // RFC 9700 2.1.1 / 4.7.1: state, PKCE verifier and nonce are 32 random bytes each.
-const SECRET_BYTES = 32;
-const HANDLE_MAX = 100;
+export const SECRET_BYTES = 32;
+export const HANDLE_MAX = 100;
 
 /**
  * Logins in progress, kept server-side. The Lax login-state cookie holds only a random

@@ -56,17 +56,17 @@ export interface SessionStoreOptions {
 }
 
 // ID: 16 bytes (128 bits) in base32, 26 characters; public within the user's own list.
-const ID_BYTES = 16;
+export const ID_BYTES = 16;
 // Secret: 25 bytes from the CSPRNG, 200 bits of entropy, 40 base32 characters. Only its
 // SHA-256 is stored, so a copy of the database cannot be turned into a cookie (ASVS 7.2.3).
-const SECRET_BYTES = 25;
-const TOKEN_PATTERN = /^([a-z2-7]{26})\.([a-z2-7]{40})$/;
+export const SECRET_BYTES = 25;
+export const TOKEN_PATTERN = /^([a-z2-7]{26})\.([a-z2-7]{40})$/;
 // ASVS 7.3.1 wants idle expiry; writing last_seen_at on every request would turn every read
 // into a write, so the sliding window moves at most once a minute per session.
-const SLIDE_THROTTLE_MS = 60_000;
-const USER_AGENT_MAX = 256;
+export const SLIDE_THROTTLE_MS = 60_000;
+export const USER_AGENT_MAX = 256;
 
-type TokenField = "access_token" | "refresh_token" | "id_token";
+export type TokenField = "access_token" | "refresh_token" | "id_token";
 
 /**
  * Server-side sessions (Copenhagen Book; Lucia's `validateSessionToken`). Unknown, expired or
@@ -400,6 +400,6 @@ export class SessionStore {
 }
 
 /** SECURITY.md D17: associated data = session id + field name. */
-function associatedData(sessionId: string, field: TokenField): string {
+export function associatedData(sessionId: string, field: TokenField): string {
   return `portcullis/session/${sessionId}/${field}`;
 }

@@ -7,8 +7,8 @@ import type { Database } from "../db/database";
 export type TicketRedemption = { status: "valid"; sessionId: string } | { status: "expired" } | { status: "unknown" };
 
 // 20 bytes from the CSPRNG: 160 bits, 32 base32 characters, valid in a subprotocol token.
-const TICKET_BYTES = 20;
-const TICKET_PATTERN = /^[a-z2-7]{32}$/;
+export const TICKET_BYTES = 20;
+export const TICKET_PATTERN = /^[a-z2-7]{32}$/;
 
 /**
  * One-time WebSocket tickets (SECURITY.md E23). Only the SHA-256 of a ticket is stored, it

@@ -1,0 +1,302 @@
+import { and, eq, gt, lte, ne, or, sql, type SQL } from "drizzle-orm";
+import type { AuditLog } from "../../audit/log";
+import {
+  associatedData,
+  ID_BYTES,
+  SECRET_BYTES,
+  SLIDE_THROTTLE_MS,
+  TOKEN_PATTERN,
+  USER_AGENT_MAX,
+  type GrantRevoker,
+  type ProviderTokens,
+  type Session,
+  type SessionListing,
+  type SessionStoreOptions,
+  type TokenField,
+} from "../../auth/session";
+import type { SessionEndReason } from "../../auth/session-events";
+import type { Clock, RandomBytes } from "../../clock";
+import { constantTimeEqual, sha256 } from "../../crypto/hash";
+import { randomToken } from "../../crypto/random";
+import { DecryptionError, type TokenCipher } from "../../crypto/token-cipher";
+import type { PgORM } from "../../db/postgres";
+import { refreshLeases, sessions } from "../../db/schema-pg";
+import type { SessionEventBus, SessionRepository } from "../types";
+
+type SessionRow = typeof sessions.$inferSelect;
+
+/**
+ * Server-side sessions on PostgreSQL, rule for rule those of `SessionStore` (src/auth/
+ * session.ts): only the secret's SHA-256 is stored and compared in constant time, provider
+ * tokens are sealed with the session id and field as associated data, token refreshes are a
+ * compare-and-swap on `version`, and every way a session ends goes through {@link remove},
+ * which publishes the end to every node and revokes the refresh token (SECURITY.md I43).
+ */
+export class PostgresSessions implements SessionRepository {
+  private readonly idleMs: number;
+  private readonly absoluteMs: number;
+  private revoker: GrantRevoker | null = null;
+  private readonly revocations = new Set<Promise<void>>();
+
+  constructor(
+    private readonly orm: PgORM,
+    private readonly cipher: TokenCipher,
+    private readonly events: SessionEventBus,
+    private readonly audit: AuditLog,
+    private readonly clock: Clock,
+    private readonly randomBytes: RandomBytes,
+    options: SessionStoreOptions,
+    /** Told when other nodes could not be notified of an ended session (their periodic recheck still closes its sockets). */
+    private readonly onPublishFailed: (error: unknown) => void = () => {},
+  ) {
+    this.idleMs = options.idleTimeoutSeconds * 1000;
+    this.absoluteMs = options.absoluteTimeoutSeconds * 1000;
+  }
+
+  async create(input: { accountId: string; provider: string; userAgent: string; tokens: ProviderTokens }): Promise<{
+    session: Session;
+    token: string;
+  }> {
+    const now = this.clock.now();
+    const id = randomToken(this.randomBytes, ID_BYTES);
+    const secret = randomToken(this.randomBytes, SECRET_BYTES);
+    // BBA: the session must not outlive the provider's refresh token, when we know its lifetime.
+    const refreshCap = input.tokens.refreshTokenExpiresAt ?? Number.POSITIVE_INFINITY;
+    const [row] = await this.orm
+      .insert(sessions)
+      .values({
+        id,
+        accountId: input.accountId,
+        secretHash: sha256(secret),
+        provider: input.provider,
+        createdAt: now,
+        lastSeenAt: now,
+        expiresAt: Math.min(now + this.absoluteMs, refreshCap),
+        userAgent: input.userAgent.slice(0, USER_AGENT_MAX),
+        accessToken: this.cipher.seal(input.tokens.accessToken, associatedData(id, "access_token")),
+        accessTokenExpiresAt: input.tokens.accessTokenExpiresAt,
+        refreshToken: this.sealOptional(input.tokens.refreshToken, id, "refresh_token"),
+        idToken: this.sealOptional(input.tokens.idToken, id, "id_token"),
+      })
+      .returning();
+    if (row === undefined) {
+      throw new Error("session insert returned no row");
+    }
+    this.audit.write("session.created", { sessionId: id, accountId: input.accountId, provider: input.provider });
+    return { session: this.toSession(row), token: `${id}.${secret}` };
+  }
+
+  async validate(token: string, options: { slide: boolean }): Promise<Session | null> {
+    const match = TOKEN_PATTERN.exec(token);
+    if (match === null) {
+      return null;
+    }
+    const [, id, secret] = match as unknown as [string, string, string];
+    const row = await this.row(id);
+    if (row === null || !constantTimeEqual(sha256(secret), row.secretHash)) {
+      return null;
+    }
+    const now = this.clock.now();
+    if (this.expired(row, now)) {
+      await this.end(row.id, row.accountId, "expired");
+      return null;
+    }
+    if (options.slide && now - row.lastSeenAt >= SLIDE_THROTTLE_MS) {
+      await this.orm.update(sessions).set({ lastSeenAt: now }).where(eq(sessions.id, row.id));
+      row.lastSeenAt = now;
+    }
+    return this.toSession(row);
+  }
+
+  async touch(sessionId: string, at: number): Promise<void> {
+    if (at > this.clock.now()) return;
+    // Only a minute or more later than the last slide, and never reviving a session already idle at `at`.
+    await this.orm
+      .update(sessions)
+      .set({ lastSeenAt: at })
+      .where(
+        and(
+          eq(sessions.id, sessionId),
+          lte(sessions.lastSeenAt, at - SLIDE_THROTTLE_MS),
+          gt(sql`${sessions.lastSeenAt} + ${this.idleMs}::bigint`, at),
+        ),
+      );
+  }
+
+  async findLive(id: string): Promise<Session | null> {
+    const row = await this.row(id);
+    if (row === null) {
+      return null;
+    }
+    if (this.expired(row, this.clock.now())) {
+      await this.end(row.id, row.accountId, "expired");
+      return null;
+    }
+    return this.toSession(row);
+  }
+
+  async list(accountId: string, currentId: string): Promise<SessionListing[]> {
+    const now = this.clock.now();
+    const rows = await this.orm
+      .select({
+        id: sessions.id,
+        createdAt: sessions.createdAt,
+        lastSeenAt: sessions.lastSeenAt,
+        userAgent: sessions.userAgent,
+        expiresAt: sessions.expiresAt,
+      })
+      .from(sessions)
+      .where(eq(sessions.accountId, accountId))
+      .orderBy(sessions.createdAt);
+    return rows
+      .filter((row) => now < row.expiresAt && now < row.lastSeenAt + this.idleMs)
+      .map((row) => ({
+        id: row.id,
+        createdAt: row.createdAt,
+        lastSeenAt: row.lastSeenAt,
+        userAgent: row.userAgent,
+        current: row.id === currentId,
+      }));
+  }
+
+  revoke(accountId: string, sessionId: string, reason: SessionEndReason): Promise<boolean> {
+    return this.end(sessionId, accountId, reason);
+  }
+
+  revokeOthers(accountId: string, currentId: string): Promise<number> {
+    return this.remove(and(eq(sessions.accountId, accountId), ne(sessions.id, currentId)), "revoked");
+  }
+
+  async end(sessionId: string, accountId: string, reason: SessionEndReason): Promise<boolean> {
+    return (await this.remove(and(eq(sessions.id, sessionId), eq(sessions.accountId, accountId)), reason)) > 0;
+  }
+
+  async sweepExpired(): Promise<number> {
+    const now = this.clock.now();
+    // Leases whose holder died without releasing them (a node killed mid-refresh).
+    await this.orm.delete(refreshLeases).where(lte(refreshLeases.expiresAt, now));
+    return this.remove(or(lte(sessions.expiresAt, now), lte(sql`${sessions.lastSeenAt} + ${this.idleMs}::bigint`, now)), "expired");
+  }
+
+  setGrantRevoker(revoker: GrantRevoker): void {
+    this.revoker = revoker;
+  }
+
+  async revocationsSettled(): Promise<void> {
+    await Promise.all([...this.revocations]);
+  }
+
+  async readTokens(sessionId: string): Promise<ProviderTokens | null> {
+    const row = await this.row(sessionId);
+    if (row === null || row.accessToken === null) {
+      return null;
+    }
+    return {
+      accessToken: this.cipher.open(row.accessToken, associatedData(sessionId, "access_token")),
+      accessTokenExpiresAt: row.accessTokenExpiresAt,
+      refreshToken: this.openOptional(row.refreshToken, sessionId, "refresh_token"),
+      refreshTokenExpiresAt: null,
+      idToken: this.openOptional(row.idToken, sessionId, "id_token"),
+    };
+  }
+
+  async replaceTokens(sessionId: string, expectedVersion: number, tokens: ProviderTokens): Promise<boolean> {
+    const refreshCap = tokens.refreshTokenExpiresAt;
+    const swapped = await this.orm
+      .update(sessions)
+      .set({
+        accessToken: this.cipher.seal(tokens.accessToken, associatedData(sessionId, "access_token")),
+        accessTokenExpiresAt: tokens.accessTokenExpiresAt,
+        refreshToken: this.sealOptional(tokens.refreshToken, sessionId, "refresh_token"),
+        idToken: this.sealOptional(tokens.idToken, sessionId, "id_token"),
+        version: sql`${sessions.version} + 1`,
+        ...(refreshCap === null ? {} : { expiresAt: sql`least(${sessions.expiresAt}, ${refreshCap}::bigint)` }),
+      })
+      .where(and(eq(sessions.id, sessionId), eq(sessions.version, expectedVersion)))
+      .returning({ id: sessions.id });
+    return swapped.length === 1;
+  }
+
+  async version(sessionId: string): Promise<number | null> {
+    return (await this.row(sessionId))?.version ?? null;
+  }
+
+  private async row(id: string): Promise<SessionRow | null> {
+    const [row] = await this.orm.select().from(sessions).where(eq(sessions.id, id)).limit(1);
+    return row ?? null;
+  }
+
+  private expired(row: SessionRow, now: number): boolean {
+    return now >= row.expiresAt || now >= row.lastSeenAt + this.idleMs;
+  }
+
+  /**
+   * The only place session rows are deleted. The refresh token is read by the statement that
+   * deletes the row, so of two nodes ending one session at once only one announces it and
+   * revokes its grant. Each end is published (this node's sockets close at once, the others'
+   * on their NOTIFY) before the caller is answered.
+   */
+  private async remove(where: SQL | undefined, reason: SessionEndReason): Promise<number> {
+    const ended = await this.orm
+      .delete(sessions)
+      .where(where)
+      .returning({ id: sessions.id, accountId: sessions.accountId, provider: sessions.provider, refreshToken: sessions.refreshToken });
+    const published: Promise<void>[] = [];
+    for (const row of ended) {
+      const event = reason === "logout" ? "session.logged_out" : reason === "expired" ? "session.expired" : "session.revoked";
+      this.audit.write(event, { sessionId: row.id, accountId: row.accountId, reason });
+      published.push(this.events.publish({ sessionId: row.id, accountId: row.accountId, reason }).catch(this.onPublishFailed));
+      this.releaseGrant(row, reason);
+    }
+    await Promise.all(published);
+    return ended.length;
+  }
+
+  /** Best effort, never awaited (see SessionStore.releaseGrant): the session is over either way. */
+  private releaseGrant(row: { id: string; provider: string; refreshToken: string | null }, reason: SessionEndReason): void {
+    if (reason === "refresh_refused" || row.refreshToken === null || this.revoker === null) {
+      return;
+    }
+    let refreshToken: string;
+    try {
+      refreshToken = this.cipher.open(row.refreshToken, associatedData(row.id, "refresh_token"));
+    } catch (error) {
+      if (!(error instanceof DecryptionError)) throw error;
+      this.audit.write("crypto.decrypt.failed", { sessionId: row.id, reason: "refresh token at session end", detail: error.message });
+      return;
+    }
+    const revocation: Promise<void> = this.revoker({ sessionId: row.id, provider: row.provider, refreshToken })
+      .catch((error: unknown) => {
+        this.audit.write("token.revoke.failed", {
+          sessionId: row.id,
+          provider: row.provider,
+          detail: error instanceof Error ? error.message : "revocation failed",
+        });
+      })
+      .finally(() => this.revocations.delete(revocation));
+    this.revocations.add(revocation);
+  }
+
+  private toSession(row: SessionRow): Session {
+    return {
+      id: row.id,
+      accountId: row.accountId,
+      provider: row.provider,
+      createdAt: row.createdAt,
+      lastSeenAt: row.lastSeenAt,
+      expiresAt: row.expiresAt,
+      idleExpiresAt: Math.min(row.lastSeenAt + this.idleMs, row.expiresAt),
+      userAgent: row.userAgent,
+      accessTokenExpiresAt: row.accessTokenExpiresAt,
+      version: row.version,
+    };
+  }
+
+  private sealOptional(value: string | null, sessionId: string, field: TokenField): string | null {
+    return value === null ? null : this.cipher.seal(value, associatedData(sessionId, field));
+  }
+
+  private openOptional(value: string | null, sessionId: string, field: TokenField): string | null {
+    return value === null ? null : this.cipher.open(value, associatedData(sessionId, field));
+  }
+}

@@ -1,0 +1,51 @@
+import { eq, lte } from "drizzle-orm";
+import type { Clock, RandomBytes } from "../../clock";
+import { sha256Hex } from "../../crypto/hash";
+import { randomToken } from "../../crypto/random";
+import type { PgORM } from "../../db/postgres";
+import { wsTickets } from "../../db/schema-pg";
+import { TICKET_BYTES, TICKET_PATTERN, type TicketRedemption } from "../../ws/tickets";
+import type { TicketRepository } from "../types";
+
+/**
+ * One-time WebSocket tickets (SECURITY.md E23, I41), as `TicketStore`. Redeeming deletes the
+ * row in the statement that reads it: of concurrent DELETEs of one row on any number of
+ * nodes, PostgreSQL lets one delete it and the others, after waiting on its row lock, find
+ * it gone (READ COMMITTED rechecks the row), so exactly one upgrade wins.
+ */
+export class PostgresTickets implements TicketRepository {
+  constructor(
+    private readonly orm: PgORM,
+    private readonly clock: Clock,
+    private readonly randomBytes: RandomBytes,
+    private readonly ttlSeconds: number,
+  ) {}
+
+  async issue(sessionId: string): Promise<{ ticket: string; expiresIn: number }> {
+    const ticket = randomToken(this.randomBytes, TICKET_BYTES);
+    await this.orm.insert(wsTickets).values({ hash: sha256Hex(ticket), sessionId, expiresAt: this.clock.now() + this.ttlSeconds * 1000 });
+    return { ticket, expiresIn: this.ttlSeconds };
+  }
+
+  async redeem(ticket: string): Promise<TicketRedemption> {
+    if (!TICKET_PATTERN.test(ticket)) {
+      return { status: "unknown" };
+    }
+    const [row] = await this.orm
+      .delete(wsTickets)
+      .where(eq(wsTickets.hash, sha256Hex(ticket)))
+      .returning({ sessionId: wsTickets.sessionId, expiresAt: wsTickets.expiresAt });
+    if (row === undefined) {
+      return { status: "unknown" };
+    }
+    if (row.expiresAt <= this.clock.now()) {
+      return { status: "expired" };
+    }
+    return { status: "valid", sessionId: row.sessionId };
+  }
+
+  async sweep(): Promise<number> {
+    const gone = await this.orm.delete(wsTickets).where(lte(wsTickets.expiresAt, this.clock.now())).returning({ hash: wsTickets.hash });
+    return gone.length;
+  }
+}

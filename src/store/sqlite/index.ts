@@ -1,0 +1,95 @@
+import { AccountStore } from "../../auth/accounts";
+import { LoginAttemptStore } from "../../auth/login-attempts";
+import { SessionStore, type SessionStoreOptions } from "../../auth/session";
+import { SessionEvents } from "../../auth/session-events";
+import type { AuditLog } from "../../audit/log";
+import type { Clock, RandomBytes } from "../../clock";
+import type { TokenCipher } from "../../crypto/token-cipher";
+import type { Database } from "../../db/database";
+import { TicketStore } from "../../ws/tickets";
+import { LocalEventBus } from "../local-bus";
+import { MemoryLeaseTable, PollingRefreshLease, type LeaseOptions } from "../lease";
+import type {
+  AccountRepository,
+  LoginAttemptRepository,
+  RefreshLease,
+  SessionEventBus,
+  SessionRepository,
+  Store,
+  TicketRepository,
+} from "../types";
+
+export interface SqliteStoreOptions {
+  db: Database;
+  cipher: TokenCipher;
+  audit: AuditLog;
+  clock: Clock;
+  randomBytes: RandomBytes;
+  sessions: SessionStoreOptions;
+  ticketTTLSeconds: number;
+  /** This process's bus; one is made when absent. */
+  bus?: LocalEventBus;
+  /** Shared by every store of this process (tests open several on one file); one is made when absent. */
+  leaseTable?: MemoryLeaseTable;
+  lease?: LeaseOptions;
+}
+
+/**
+ * The embedded engine: the existing synchronous classes, unchanged, behind the async
+ * interface. One process is one node, so the bus and the refresh lease live in its memory.
+ */
+export function createSqliteStore(options: SqliteStoreOptions): Store & { db: Database; sessionStore: SessionStore } {
+  const { db, cipher, audit, clock, randomBytes } = options;
+  const bus = options.bus ?? new LocalEventBus(new SessionEvents());
+  const sessionStore = new SessionStore(db, cipher, bus.events, audit, clock, randomBytes, options.sessions);
+  const accountStore = new AccountStore(db, clock, randomBytes);
+  const attemptStore = new LoginAttemptStore(db, cipher, clock, randomBytes);
+  const ticketStore = new TicketStore(db, clock, randomBytes, options.ticketTTLSeconds);
+
+  // Each method: the synchronous call inside an async function, so a throw becomes a rejection.
+  const sessions: SessionRepository = {
+    create: async (input) => sessionStore.create(input),
+    validate: async (token, o) => sessionStore.validate(token, o),
+    touch: async (sessionId, at) => sessionStore.touch(sessionId, at),
+    findLive: async (id) => sessionStore.findLive(id),
+    list: async (accountId, currentId) => sessionStore.list(accountId, currentId),
+    revoke: async (accountId, sessionId, reason) => sessionStore.revoke(accountId, sessionId, reason),
+    revokeOthers: async (accountId, currentId) => sessionStore.revokeOthers(accountId, currentId),
+    end: async (sessionId, accountId, reason) => sessionStore.end(sessionId, accountId, reason),
+    sweepExpired: async () => sessionStore.sweepExpired(),
+    setGrantRevoker: (revoker) => sessionStore.setGrantRevoker(revoker),
+    revocationsSettled: () => sessionStore.revocationsSettled(),
+    readTokens: async (sessionId) => sessionStore.readTokens(sessionId),
+    replaceTokens: async (sessionId, expected, tokens) => sessionStore.replaceTokens(sessionId, expected, tokens),
+    version: async (sessionId) => sessionStore.version(sessionId),
+  };
+  const accounts: AccountRepository = {
+    findOrCreate: async (identity, provider) => accountStore.findOrCreate(identity, provider),
+    find: async (id, provider) => accountStore.find(id, provider),
+  };
+  const loginAttempts: LoginAttemptRepository = {
+    start: async (input) => attemptStore.start(input),
+    consume: async (handle, state) => attemptStore.consume(handle, state),
+    pending: async (handle) => attemptStore.pending(handle),
+  };
+  const tickets: TicketRepository = {
+    issue: async (sessionId) => ticketStore.issue(sessionId),
+    redeem: async (ticket) => ticketStore.redeem(ticket),
+    sweep: async () => ticketStore.sweep(),
+  };
+  const refreshLease: RefreshLease = new PollingRefreshLease(options.leaseTable ?? new MemoryLeaseTable(), clock, randomBytes, options.lease);
+  const events: SessionEventBus = bus;
+  return {
+    engine: "sqlite",
+    db,
+    sessionStore,
+    sessions,
+    accounts,
+    loginAttempts,
+    tickets,
+    refreshLease,
+    events,
+    isHealthy: async () => db.isHealthy(),
+    close: async () => db.close(),
+  };
+}
