@@ -1,27 +1,31 @@
 // Mutation testing of the security-critical modules (issue 17): `npm run mutate`.
 // `npm run mutate -- --mutate src/crypto/**/*.ts` (or MUTATE_MODULE=crypto) narrows it to one
 // module; each module keeps its own incremental file, so a rerun retests only what changed.
+// Each module with the tests that prove its SECURITY.md items.
 export const modules = {
-  crypto: ["src/crypto/**/*.ts"],
-  "rate-limit": ["src/http/rate-limit.ts"],
-  tickets: ["src/ws/tickets.ts"],
-  registry: ["src/ws/registry.ts"],
-  audit: ["src/audit/**/*.ts"],
-  gate: ["src/ws/gate.ts"],
-  "api-relay": ["src/proxy/relay.ts"],
-  auth: ["src/auth/**/*.ts"],
+  crypto: { mutate: ["src/crypto/**/*.ts"], tests: ["test/crypto/**/*.test.ts", "test/auth/key-rotation.test.ts", "test/auth/session-secret.test.ts"] },
+  "rate-limit": { mutate: ["src/http/rate-limit.ts"], tests: ["test/http/rate-limit*.test.ts", "test/auth/csrf.test.ts"] },
+  tickets: { mutate: ["src/ws/tickets.ts"], tests: ["test/ws/tickets.test.ts", "test/ws/ticket-route.test.ts", "test/ws/gate-order.test.ts"] },
+  registry: { mutate: ["src/ws/registry.ts"], tests: ["test/ws/registry*.test.ts"] },
+  audit: { mutate: ["src/audit/**/*.ts"], tests: ["test/audit/**/*.test.ts"] },
+  gate: { mutate: ["src/ws/gate.ts"], tests: ["test/ws/gate*.test.ts", "test/ws/routes.test.ts", "test/hostile/redos.test.ts"] },
+  "api-relay": { mutate: ["src/proxy/relay.ts"], tests: ["test/proxy/relay.test.ts", "test/proxy/upstreams.test.ts"] },
+  auth: { mutate: ["src/auth/**/*.ts"], tests: ["test/auth/**/*.test.ts", "test/hostile/fuzz.test.ts"] },
 };
 
 const name = process.env.MUTATE_MODULE ?? "all";
-const mutate = name === "all" ? Object.values(modules).flat() : modules[name];
-if (mutate === undefined) {
+const chosen = name === "all" ? Object.values(modules) : modules[name] === undefined ? undefined : [modules[name]];
+if (chosen === undefined) {
   throw new Error(`MUTATE_MODULE must be one of: ${Object.keys(modules).join(", ")}`);
 }
+const mutate = chosen.flatMap((m) => m.mutate);
+// Read by vitest.stryker.config.ts in the test runner processes Stryker starts.
+process.env.MUTATE_TESTS = chosen.flatMap((m) => m.tests).join(",");
 
 /** @type {import('@stryker-mutator/api/core').PartialStrykerOptions} */
 export default {
   testRunner: "vitest",
-  vitest: { configFile: "vitest.config.ts" },
+  vitest: { configFile: "vitest.stryker.config.ts", related: false },
   checkers: ["typescript"],
   tsconfigFile: "tsconfig.json",
   typescriptChecker: { prioritizePerformanceOverAccuracy: true },

@@ -133,7 +133,7 @@ describe("#loadConfig", () => {
         expect(problems, url).toEqual(["DATABASE_URL must be a postgres:// or postgresql:// URL (unset it for SQLite at DATABASE_PATH)"]);
       }
       expect(problemsOf({ DATABASE_URL: "postgres://db/p", DATABASE_POOL_SIZE: "0", DATABASE_STATEMENT_TIMEOUT_MS: "soon" })).toEqual([
-        "DATABASE_POOL_SIZE: 0 is outside 1…1000",
+        "DATABASE_POOL_SIZE: 0 is out of range, it must be between 1 and 1000",
         'DATABASE_STATEMENT_TIMEOUT_MS: "soon" is not a whole number',
       ]);
       expect(problemsOf({ DATABASE_POOL_SIZE: "5", DATABASE_STATEMENT_TIMEOUT_MS: "1000" })).toEqual([
