@@ -45,6 +45,8 @@ export interface AuditFields {
   upstream?: string;
   detail?: string;
   count?: number;
+  /** The X-Request-Id of the request or upgrade that caused the event (http/request-id.ts). */
+  requestId?: string;
 }
 
 export interface AuditLog {

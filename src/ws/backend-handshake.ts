@@ -12,6 +12,8 @@ export interface BackendHandshakeOptions {
   /** The `Authorization` header: the BFF's identity assertion. */
   authorization: string;
   timeoutMs: number;
+  /** The browser's upgrade's request id (X-Request-Id), so the backend's logs can be joined with ours. */
+  requestId: string;
 }
 
 export interface BackendHandshakeEvents {
@@ -43,6 +45,7 @@ export function openBackendSocket(options: BackendHandshakeOptions, events: Back
       "Sec-WebSocket-Key": key,
       "Sec-WebSocket-Protocol": options.protocol,
       Authorization: options.authorization,
+      "X-Request-Id": options.requestId,
     },
   });
   let settled = false;

@@ -9,6 +9,8 @@ import type { Clock } from "../clock";
 import type { Config } from "../config";
 import { clientIP } from "../http/client-ip";
 import { RateLimiter } from "../http/rate-limit";
+import { REQUEST_ID_HEADER, requestIdFrom } from "../http/request-id";
+import type { Metrics } from "../metrics/metrics";
 import type { AssertionSigner } from "../proxy/assertion";
 import { openBackendSocket } from "./backend-handshake";
 import { acceptKey } from "./frames";
@@ -25,6 +27,8 @@ const SUBPROTOCOL_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // Upgrades waiting for their backend handshake hold two sockets each: cap them, so a
 // stalled backend cannot make the gate pile up connections (issue 7, SECURITY.md H35).
 const MAX_UPGRADES_IN_PROGRESS = 1_000;
+/** The route label of the socket gauge (one route today). */
+const WS_ROUTE = "/ws";
 
 export interface GateDeps {
   config: Config;
@@ -35,6 +39,7 @@ export interface GateDeps {
   signer: AssertionSigner;
   audit: AuditLog;
   clock: Clock;
+  metrics: Metrics;
   limits?: Partial<RelayLimits>;
   /** How long the backend has to accept its own upgrade (10 s; tests shorten it). */
   backendHandshakeTimeoutMs?: number;
@@ -46,6 +51,15 @@ export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer
  * A refusal: the HTTP status written on the raw socket, the error code of CONTRACT.md's
  * JSON error shape, and the reason for the audit log.
  */
+/** What a refusal is written with: the audit log, the metrics, and the upgrade's identity. */
+interface UpgradeContext {
+  audit: AuditLog;
+  metrics: Metrics;
+  ip: string;
+  requestId: string;
+  sessionId: string | undefined;
+}
+
 class Refusal {
   constructor(
     readonly status: number,
@@ -89,14 +103,20 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
   let upgradesInProgress = 0;
   // Made once, not per upgrade: a closure made inside the gate would keep that upgrade's
   // whole scope (session, headers, assertion) alive for as long as the relay lives.
-  const unregister = (connection: LiveConnection): void => deps.registry.remove(connection);
+  const unregister = (connection: LiveConnection): void => {
+    deps.registry.remove(connection);
+    deps.metrics.socketClosed(WS_ROUTE);
+  };
 
   return function upgradeGate(req, socket, head) {
     socket.on("error", destroyOnError);
     // The one header read before the rate limit, and only with TRUST_PROXY > 0: a split on
     // "," and a trim, linear in its length (SECURITY.md I37).
     const ip = clientIP(req.socket.remoteAddress, headerValue(req, "x-forwarded-for"), config.trustProxy);
-    let sessionId: string | undefined;
+    // Needed by the rate limit's own audit line; bounded work: the length is checked before
+    // the one linear pattern runs on at most 64 characters (SECURITY.md I37).
+    const upgrade: UpgradeContext = { audit, metrics: deps.metrics, ip, requestId: requestIdFrom(headerValue(req, "x-request-id")), sessionId: undefined };
+    const { requestId } = upgrade;
     try {
       // 1. The path, the method, a well-formed upgrade offering our subprotocol. Checked
       // here as strictly as `ws` will check it at the handshake, so that a request we let
@@ -110,7 +130,8 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       // number of times.
       const rate = upgradeLimiter.take(`ip:${ip}`);
       if (!rate.allowed) {
-        audit.write("ratelimit.hit", { reason: "upgrade", ip });
+        deps.metrics.rateLimited("upgrade");
+        audit.write("ratelimit.hit", { reason: "upgrade", ip, requestId });
         throw new Refusal(429, "rate_limited", "upgrade rate limit", { "Retry-After": String(rate.retryAfterSeconds) });
       }
       const protocols = offeredProtocols(req);
@@ -133,12 +154,13 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       const session = token === null ? null : deps.sessions.validate(token, { slide: true });
       const account = session === null ? null : deps.accounts.find(session.accountId);
       if (session === null || account === null) throw new Refusal(401, "no_session", "no valid session");
-      sessionId = session.id;
+      upgrade.sessionId = session.id;
       // SECURITY.md H34: per session as well as per IP, so one session cannot get around the
       // limit from rotating addresses. Taken before the ticket: a refusal leaves it unspent.
       const sessionRate = upgradeLimiter.take(`session:${session.id}`);
       if (!sessionRate.allowed) {
-        audit.write("ratelimit.hit", { reason: "upgrade", ip, sessionId: session.id });
+        deps.metrics.rateLimited("upgrade");
+        audit.write("ratelimit.hit", { reason: "upgrade", ip, sessionId: session.id, requestId });
         throw new Refusal(429, "rate_limited", "upgrade rate limit", { "Retry-After": String(sessionRate.retryAfterSeconds) });
       }
       // 4. A one-time ticket, in the subprotocol header so it never reaches an access log.
@@ -172,10 +194,10 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
         return true;
       };
       const abortBackend = openBackendSocket(
-        { url: backendURL, protocol: GAME_PROTOCOL, authorization: `Bearer ${assertion}`, timeoutMs: backendHandshakeTimeoutMs },
+        { url: backendURL, protocol: GAME_PROTOCOL, authorization: `Bearer ${assertion}`, timeoutMs: backendHandshakeTimeoutMs, requestId },
         {
           fail: (reason) => {
-            if (settle()) refuse(socket, new Refusal(502, "backend_unavailable", reason), audit, ip, session.id);
+            if (settle()) refuse(socket, new Refusal(502, "backend_unavailable", reason), upgrade);
           },
           open: (backend, backendHead) => {
             if (!settle() || !socket.writable) {
@@ -188,7 +210,8 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
                 "Upgrade: websocket\r\n" +
                 "Connection: Upgrade\r\n" +
                 `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n` +
-                `Sec-WebSocket-Protocol: ${GAME_PROTOCOL}\r\n\r\n`,
+                `Sec-WebSocket-Protocol: ${GAME_PROTOCOL}\r\n` +
+                `${REQUEST_ID_HEADER}: ${requestId}\r\n\r\n`,
             );
             const relay = new Relay({
               browser: socket,
@@ -198,10 +221,14 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
               limits,
               clock: deps.clock,
               audit,
+              metrics: deps.metrics,
+              requestId,
               onClosed: unregister,
             });
             deps.registry.add(relay);
-            audit.write("ws.upgrade.accepted", { sessionId: session.id, accountId: session.accountId, ip });
+            deps.metrics.upgrade("accepted");
+            deps.metrics.socketOpened(WS_ROUTE);
+            audit.write("ws.upgrade.accepted", { sessionId: session.id, accountId: session.accountId, ip, requestId });
             relay.start({ browser: head, backend: backendHead });
           },
         },
@@ -212,7 +239,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       const pending = new PendingUpgrade(session.id, session.accountId, (refusal) => {
         if (!settle()) return;
         abortBackend();
-        refuse(socket, refusal, audit, ip, session.id);
+        refuse(socket, refusal, upgrade);
       });
       deps.registry.add(pending);
       // The browser may give up while we wait for the backend (a reset, or a FIN, which
@@ -222,17 +249,18 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
         if (!settle()) return;
         abortBackend();
         socket.destroy();
-        audit.write("ws.upgrade.refused", { status: 502, reason: "client left during backend handshake", ip, sessionId: session.id });
+        deps.metrics.upgrade("client_gone");
+        audit.write("ws.upgrade.refused", { status: 502, reason: "client left during backend handshake", ip, sessionId: session.id, requestId });
       };
       socket.once("close", onClientGone);
       socket.once("end", onClientGone);
     } catch (error) {
       if (error instanceof Refusal) {
-        refuse(socket, error, audit, ip, sessionId);
+        refuse(socket, error, upgrade);
         return;
       }
       // Anything unexpected (a database failure) still closes the socket, never the process.
-      refuse(socket, new Refusal(503, "unavailable", "internal error"), audit, ip, sessionId);
+      refuse(socket, new Refusal(503, "unavailable", "internal error"), upgrade);
     }
   };
 }
@@ -283,8 +311,10 @@ function destroyOnError(this: Duplex): void {
 }
 
 /** Writes a plain HTTP refusal on the raw socket and destroys it (ws `abortHandshake`); one audit event. */
-function refuse(socket: Duplex, refusal: Refusal, audit: AuditLog, ip: string, sessionId: string | undefined): void {
-  audit.write("ws.upgrade.refused", { status: refusal.status, reason: refusal.reason, ip, ...(sessionId ? { sessionId } : {}) });
+function refuse(socket: Duplex, refusal: Refusal, upgrade: UpgradeContext): void {
+  const { ip, sessionId, requestId } = upgrade;
+  upgrade.metrics.upgrade(refusal.error);
+  upgrade.audit.write("ws.upgrade.refused", { status: refusal.status, reason: refusal.reason, ip, requestId, ...(sessionId ? { sessionId } : {}) });
   if (!socket.writable) {
     socket.destroy();
     return;
@@ -298,6 +328,7 @@ function refuse(socket: Duplex, refusal: Refusal, audit: AuditLog, ip: string, s
       "Content-Type: application/json; charset=utf-8\r\n" +
       "Cache-Control: no-store\r\n" +
       "X-Content-Type-Options: nosniff\r\n" +
+      `${REQUEST_ID_HEADER}: ${requestId}\r\n` +
       extra.join("") +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
