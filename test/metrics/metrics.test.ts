@@ -277,6 +277,11 @@ describe("request ids (issue 16)", () => {
     expect(response.status).toBe(200);
     expect(response.headers.get("x-request-id")).toBe("api-call-1");
     expect(upstream.requests.at(-1)?.headers["x-request-id"]).toBe("api-call-1");
+    // A malformed id from the browser never reaches the upstream: the one that replaced it does.
+    const replaced = await fetch(`${h.origin}/api/game/who`, { headers: { cookie: `__Host-Http-session=${token}`, ...h.csrf(), "x-request-id": "not an id" } });
+    const id = replaced.headers.get("x-request-id");
+    expect(id).toMatch(UUID);
+    expect(upstream.requests.at(-1)?.headers["x-request-id"]).toBe(id);
 
     // A refused request: its csrf.refused line carries its id.
     const refused = await fetch(`${h.origin}/auth/ws-ticket`, { method: "POST", headers: { cookie: `__Host-Http-session=${token}`, "x-request-id": "csrf-refused-1" } });
