@@ -10,6 +10,8 @@
  *   … -- --out DIR                 write the report and chart to DIR instead of bench/results
  *   … -- --profile                 also write a CPU profile of the Portcullis process
  *                                  (node --cpu-prof) to DIR/profile/*.cpuprofile
+ *   … -- --metrics                 run Portcullis with its Prometheus metrics on (METRICS_PORT),
+ *                                  scraped every 5 s as a Prometheus server would (issue 16)
  *
  * Exit status: 0 when every measurement produced a figure, 1 when the harness broke
  * (a process died, a scenario failed or timed out), 2 when the whole run overran its
@@ -34,6 +36,7 @@ const SMOKE = process.argv.includes("--smoke");
 const outFlag = process.argv.indexOf("--out");
 const OUT_DIR = outFlag !== -1 && process.argv[outFlag + 1] !== undefined ? resolve(process.argv[outFlag + 1] ?? "") : join(REPO, "bench", "results");
 const PROFILE_DIR = process.argv.includes("--profile") ? join(OUT_DIR, "profile") : null;
+const METRICS = process.argv.includes("--metrics");
 
 interface Plan {
   rounds: number;
@@ -136,7 +139,8 @@ async function startStack(fileLimit: number, notes: string[]): Promise<Stack> {
     mkdirSync(PROFILE_DIR, { recursive: true });
     notes.push("Portcullis ran under the CPU profiler (`--profile`): its figures are lower than in a run without it.");
   }
-  const portcullis = forkChild("portcullis.ts", [backendURL, keyId, seed], { exposeGC: true, cpuProfileDir: PROFILE_DIR });
+  if (METRICS) notes.push("Portcullis ran with its Prometheus metrics on (`--metrics`), scraped every 5 s.");
+  const portcullis = forkChild("portcullis.ts", [backendURL, keyId, seed, ...(METRICS ? ["--metrics"] : [])], { exposeGC: true, cpuProfileDir: PROFILE_DIR });
   started.portcullis = portcullis;
   const ready = await waitFor(portcullis, "ready", 60_000);
   const origin = readString(ready, "origin");

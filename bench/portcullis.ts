@@ -3,7 +3,9 @@
  * alone: the test harness's real oidc-provider, a real SQLite file, and one player logged
  * in through the real login flow, whose session the load generator uses.
  *
- * argv: <game backend URL> <assertion key id> <base64 Ed25519 seed>
+ * argv: <game backend URL> <assertion key id> <base64 Ed25519 seed> [--metrics]
+ * With --metrics the Prometheus listener is on and scraped every 5 s, as a Prometheus
+ * server would (its default is 15 s), so the cost of counting and of exposing is in the figures.
  * IPC: answers `{type: "ready", origin, token, sub, sid, name, pid}`; on `{type: "gc"}`
  * collects garbage (forked with --expose-gc) and answers `{type: "gc-done"}`; on
  * `{type: "stop"}` closes and exits.
@@ -32,6 +34,8 @@ if (backendURL === undefined || keyId === undefined || seed === undefined) {
 // Limits that would otherwise throttle the load generator itself; the bucket burst bounds
 // how many requests of one kind a run may make, so it sits far above any run's total.
 const GENEROUS = "100000/s,1000000";
+const METRICS = process.argv.includes("--metrics");
+const SCRAPE_INTERVAL_MS = 5_000;
 const h = await startHarness({
   clock: new WallClock(),
   env: {
@@ -45,6 +49,7 @@ const h = await startHarness({
     RATE_LIMIT_TICKET: GENEROUS,
     RATE_LIMIT_UPGRADE: GENEROUS,
     RATE_LIMIT_API: GENEROUS,
+    ...(METRICS ? { METRICS_PORT: "0" } : {}),
   },
   // The harness would keep every audit line in memory and grow the RSS being measured.
   // Lines are still formatted; only the write is dropped.
@@ -59,6 +64,16 @@ const sub = readString(user, "id");
 const sid = readString(session, "id");
 const name = readString(user, "displayName");
 if (sub === null || sid === null || name === null) throw new Error("/auth/me did not describe the session");
+
+const metricsURL = h.bff.metricsURL;
+if (metricsURL !== null) {
+  const scraper = setInterval(() => {
+    void fetch(`${metricsURL}/metrics`)
+      .then((response) => response.text())
+      .catch(() => undefined);
+  }, SCRAPE_INTERVAL_MS);
+  scraper.unref();
+}
 
 process.send?.({ type: "ready", origin: h.origin, token, sub, sid, name, pid: process.pid });
 

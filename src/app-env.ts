@@ -12,5 +12,9 @@ export interface AppEnv {
     clientIP: string;
     /** Set by routes whose answer carries session data or a ticket (ASVS 14.3.2). */
     noStore: boolean;
+    /** This request's id (http/request-id.ts): on its audit lines, upstream, and in X-Request-Id. */
+    requestId: string;
+    /** The /api upstream prefix the request was matched to, for the metrics; unset before a match. */
+    upstream: string | undefined;
   };
 }

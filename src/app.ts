@@ -20,6 +20,8 @@ import { clientIP } from "./http/client-ip";
 import { errorHandler, jsonError, notFound } from "./http/errors";
 import { securityHeadersMiddleware } from "./http/headers";
 import { RateLimiter, rateLimitMiddleware } from "./http/rate-limit";
+import { requestIdMiddleware } from "./http/request-id";
+import type { Metrics } from "./metrics/metrics";
 import type { AssertionSigner } from "./proxy/assertion";
 
 export interface AppDeps {
@@ -32,6 +34,7 @@ export interface AppDeps {
   signer: AssertionSigner;
   audit: AuditLog;
   clock: Clock;
+  metrics: Metrics;
   /** True when the game backend answers (for /readyz). */
   isBackendReady: () => Promise<boolean>;
   /** Routes mounted by the other parts (ws tickets, /api) on the same middleware stack. */
@@ -52,6 +55,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const providerOrigins = [...new Set([...deps.providers.values()].map((p) => p.authorizationOrigin))];
 
+  app.use(requestIdMiddleware());
   app.use(securityHeadersMiddleware({ publicOrigin: config.publicOrigin, formActionOrigins: providerOrigins, connectOrigins: [] }));
   app.use(async function requestBasics(c, next) {
     // SECURITY.md H36: only the methods in use; TRACE and friends never reach a route.
@@ -75,12 +79,12 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   // Rate limits before CSRF: a refusal must cost its sender a token too, or a flood of
   // CSRF-less POSTs is answered (and audited) at full speed forever (SECURITY.md H34, I38).
   // The session lookup above is one indexed read, so per-session keys still apply.
-  app.use("/auth/*", rateLimitMiddleware("auth", new RateLimiter(config.rateLimits.auth, deps.clock), audit));
-  const loginLimit = rateLimitMiddleware("login", new RateLimiter(config.rateLimits.login, deps.clock), audit);
+  app.use("/auth/*", rateLimitMiddleware("auth", new RateLimiter(config.rateLimits.auth, deps.clock), audit, deps.metrics));
+  const loginLimit = rateLimitMiddleware("login", new RateLimiter(config.rateLimits.login, deps.clock), audit, deps.metrics);
   app.use("/auth/login/*", loginLimit);
   app.use("/auth/callback/*", loginLimit);
-  app.on("POST", "/auth/ws-ticket", rateLimitMiddleware("ticket", new RateLimiter(config.rateLimits.ticket, deps.clock), audit));
-  app.use("/api/*", rateLimitMiddleware("api", new RateLimiter(config.rateLimits.api, deps.clock), audit));
+  app.on("POST", "/auth/ws-ticket", rateLimitMiddleware("ticket", new RateLimiter(config.rateLimits.ticket, deps.clock), audit, deps.metrics));
+  app.use("/api/*", rateLimitMiddleware("api", new RateLimiter(config.rateLimits.api, deps.clock), audit, deps.metrics));
   const csrf = csrfMiddleware(config.allowedOrigins, audit);
   app.use("/auth/*", csrf);
   app.use("/api/*", csrf);
@@ -124,6 +128,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
         ip: c.var.clientIP,
         path: c.req.path,
         method: c.req.method,
+        requestId: c.var.requestId,
         detail: error instanceof Error ? error.name : "unknown error",
       });
       process.stderr.write(`unexpected error on ${c.req.method} ${c.req.path}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);

@@ -110,6 +110,11 @@ export interface Config {
    * `trustProxy` is 0: behind a proxy every connection comes from the proxy.
    */
   maxConnectionsPerIP: number;
+  /**
+   * The Prometheus listener (METRICS_PORT, METRICS_HOST): its own server, never the public
+   * one (SECURITY.md I44); null when METRICS_PORT is unset, and then nothing is counted.
+   */
+  metrics: { port: number; host: string } | null;
   rateLimits: {
     /** Every other /auth/* request (me, sessions, logout). */
     auth: RateLimitConfig;
@@ -230,6 +235,8 @@ export function readConfig(env: Env): { config: Config; problems: string[] } {
     problems.push("AUDIT_LOG_MAX_BYTES is set but AUDIT_LOG_PATH is not: there is no file to rotate");
   }
 
+  const metrics = readMetrics(read, port, problems);
+
   const gameBackend = env.GAME_BACKEND_URL;
   let gameBackendURL: string | null = null;
   if (gameBackend !== undefined && gameBackend !== "") {
@@ -274,6 +281,7 @@ export function readConfig(env: Env): { config: Config; problems: string[] } {
     auditLogMaxBytes,
     maxConnections: read.integer("MAX_CONNECTIONS", 10_000, { min: 1 }),
     maxConnectionsPerIP: read.integer("MAX_CONNECTIONS_PER_IP", 256, { min: 1, max: 1_000_000 }),
+    metrics,
     rateLimits: {
       auth: read.rateLimit("RATE_LIMIT_AUTH", { rate: 10, burst: 100 }),
       login: read.rateLimit("RATE_LIMIT_LOGIN", { rate: 1, burst: 20 }),
@@ -337,6 +345,24 @@ function readPostgres(read: EnvReader, problems: string[]): Config["postgres"] {
     poolSize: read.integer("DATABASE_POOL_SIZE", 10, { min: 1, max: 1000 }),
     statementTimeoutMs: read.integer("DATABASE_STATEMENT_TIMEOUT_MS", 5000, { min: 100, max: 600_000 }),
   };
+}
+
+/**
+ * METRICS_PORT turns the Prometheus listener on; METRICS_HOST (loopback by default) is where
+ * it binds. The exposition names routes, upstreams and providers, which are nobody's
+ * business on the internet: it never shares the public port.
+ */
+function readMetrics(read: EnvReader, publicPort: number, problems: string[]): { port: number; host: string } | null {
+  const host = read.optional("METRICS_HOST");
+  if (read.optional("METRICS_PORT") === null) {
+    if (host !== null) problems.push("METRICS_HOST is set but METRICS_PORT is not: metrics are off");
+    return null;
+  }
+  const port = read.integer("METRICS_PORT", 0, { min: 0, max: 65535 });
+  if (port !== 0 && port === publicPort) {
+    problems.push(`METRICS_PORT (${port}) must not be PORT: metrics are never served on the public listener`);
+  }
+  return { port, host: host ?? "127.0.0.1" };
 }
 
 function readProviders(env: Env, read: EnvReader, problems: string[]): ProviderConfig[] {

@@ -79,6 +79,7 @@ async function main(): Promise<void> {
 
   const portcullis = await startPortcullis(config, keys ? { keys } : {});
   process.stdout.write(`  Portcullis is serving ${config.publicOrigin} (bound to ${portcullis.url})\n  Open ${config.publicOrigin}/ and log in.\n\n`);
+  if (portcullis.metricsURL !== null) process.stdout.write(`  Prometheus metrics: ${portcullis.metricsURL}/metrics\n\n`);
 
   let stopping = false;
   const shutdown = async (signal: string): Promise<void> => {

@@ -19,6 +19,8 @@ import { TokenCipher } from "./crypto/token-cipher";
 import { openDatabase, type Database } from "./db/database";
 import { answerClientErrors, refusalBeforeApp, refusedForMissingHost } from "./http/errors";
 import { securityHeaderList } from "./http/headers";
+import type { Metrics } from "./metrics/metrics";
+import { startMetrics } from "./metrics/setup";
 import { AssertionSigner } from "./proxy/assertion";
 import { TokenRefresher } from "./proxy/refresh";
 import { apiRoutes } from "./proxy/relay";
@@ -65,6 +67,9 @@ export interface Portcullis {
   providers: Map<string, Provider>;
   tickets: TicketStore;
   registry: SocketRegistry;
+  metrics: Metrics;
+  /** `http://host:port` of the metrics listener; null when METRICS_PORT is unset. */
+  metricsURL: string | null;
   close(): Promise<void>;
 }
 
@@ -119,6 +124,10 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
   });
   const cipher = new TokenCipher(tokenKeys, randomBytes);
   const events = new SessionEvents();
+  // Off (a no-op object, nothing wrapped, no listener) unless METRICS_PORT is set. Made
+  // before the stores, so the statements they prepare once are timed too.
+  const metricsSetup = await startMetrics(config, { db, events, clock, upstreams: upstreams.map((route) => route.prefix), routes: config.wsRoutes.map((route) => route.path) });
+  const { metrics } = metricsSetup;
   const sessions = new SessionStore(db, cipher, events, audit, clock, randomBytes, {
     idleTimeoutSeconds: config.sessionIdleTimeoutSeconds,
     absoluteTimeoutSeconds: config.sessionAbsoluteTimeoutSeconds,
@@ -126,7 +135,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
   const accounts = new AccountStore(db, clock, randomBytes);
   const attempts = new LoginAttemptStore(db, cipher, clock, randomBytes);
   const signer = new AssertionSigner(signingKeys, config.publicOrigin, clock, randomBytes);
-  const refresher = new TokenRefresher(sessions, providers, audit, clock);
+  const refresher = new TokenRefresher(sessions, providers, audit, clock, metrics);
   sessions.setGrantRevoker((grant) => refresher.revokeGrant(grant));
   const tickets = new TicketStore(db, clock, randomBytes, config.wsTicketTTLSeconds);
   const registry = new SocketRegistry(events, sessions);
@@ -147,6 +156,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
     signer,
     audit,
     clock,
+    metrics,
     isBackendReady: cachedProbe(() => probe(config.gameBackendURL), clock),
     mount: (app) => {
       app.route("/auth", wsTicketRoutes({ tickets, audit }));
@@ -160,6 +170,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
           audit,
           clock,
           publicOrigin: config.publicOrigin,
+          metrics,
           timeoutMs: options.upstreamTimeoutMs,
         }),
       );
@@ -197,6 +208,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
       signer,
       audit,
       clock,
+      metrics,
       backendHandshakeTimeoutMs: options.ws?.backendHandshakeTimeoutMs,
     }),
   );
@@ -231,6 +243,8 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
     providers,
     tickets,
     registry,
+    metrics,
+    metricsURL: metricsSetup.listener?.url ?? null,
     async close() {
       clearInterval(sweeper);
       discovery.stop();
@@ -255,6 +269,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
       // Refresh-token revocations already started (SECURITY.md I43) get a short, bounded
       // wait: a provider that hangs must not hold the shutdown.
       await Promise.race([sessions.revocationsSettled(), new Promise((resolve) => setTimeout(resolve, REVOCATION_GRACE_MS).unref())]);
+      await metricsSetup.close();
       await audit.close();
       db.close();
     },

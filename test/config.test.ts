@@ -240,6 +240,18 @@ describe("#loadConfig", () => {
     });
   });
 
+  it("turns metrics on with METRICS_PORT, on loopback unless METRICS_HOST says otherwise, and checks both", () => {
+    expect(loadConfig({}).metrics).toBeNull();
+    expect(loadConfig({ METRICS_PORT: "9464" }).metrics).toEqual({ port: 9464, host: "127.0.0.1" });
+    expect(loadConfig({ METRICS_PORT: "9464", METRICS_HOST: "10.0.0.5" }).metrics).toEqual({ port: 9464, host: "10.0.0.5" });
+    expect(problemsOf({ METRICS_PORT: "70000" })).toEqual(["METRICS_PORT: 70000 is out of range, it must be between 0 and 65535"]);
+    expect(problemsOf({ METRICS_PORT: "nine" })).toEqual(['METRICS_PORT: "nine" is not a whole number']);
+    expect(problemsOf({ METRICS_HOST: "0.0.0.0" })).toEqual(["METRICS_HOST is set but METRICS_PORT is not: metrics are off"]);
+    expect(problemsOf({ PORT: "8080", METRICS_PORT: "8080" })).toEqual([
+      "METRICS_PORT (8080) must not be PORT: metrics are never served on the public listener",
+    ]);
+  });
+
   // Issue 18: one message per mistake, and each one true.
   const PRODUCTION = {
     NODE_ENV: "production",

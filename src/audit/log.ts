@@ -54,6 +54,8 @@ export interface AuditFields {
   count?: number;
   /** Who ran an operator command (the OS user, or its --operator flag). */
   operator?: string;
+  /** The X-Request-Id of the request or upgrade that caused the event (http/request-id.ts). */
+  requestId?: string;
 }
 
 export interface AuditLog {

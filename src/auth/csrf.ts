@@ -46,6 +46,7 @@ export function csrfMiddleware(allowedOrigins: string[], audit: AuditLog): Middl
         path: c.req.path,
         origin: origin ?? "(none)",
         ip: c.var.clientIP,
+        requestId: c.var.requestId,
         ...(c.var.session ? { sessionId: c.var.session.id } : {}),
       });
       refuse(403, "csrf", "This request must come from the game's own page.");

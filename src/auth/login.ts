@@ -8,6 +8,7 @@ import { ProviderError, type Provider } from "./providers";
 import { sanitizeReturnTo } from "./return-to";
 import type { SessionStore } from "./session";
 import type { Clock } from "../clock";
+import type { Metrics } from "../metrics/metrics";
 import { refuse } from "../http/errors";
 import { DecryptionError } from "../crypto/token-cipher";
 import { blockedPage } from "./account-blocks";
@@ -22,6 +23,7 @@ export interface LoginDeps {
   sessions: SessionStore;
   audit: AuditLog;
   clock: Clock;
+  metrics: Metrics;
 }
 
 /** The authorization response's parameters (RFC 6749 4.1.2, 4.1.2.1; RFC 9207). */
@@ -56,7 +58,7 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
       handle: readCookie(c.req.header("cookie"), LOGIN_COOKIE),
       previousSession: current === null ? null : { id: current.id, accountId: current.accountId },
     });
-    deps.audit.write("login.started", { provider: provider.name, ip: c.var.clientIP });
+    deps.audit.write("login.started", { provider: provider.name, ip: c.var.clientIP, requestId: c.var.requestId });
     c.header("Set-Cookie", loginCookie(handle, LOGIN_ATTEMPT_TTL_SECONDS));
     c.header("Cache-Control", "no-store");
     return c.redirect(provider.authorizationURL(attempt).href, 302);
@@ -78,7 +80,7 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
     };
     // `reason` (with `detail`) is for the audit log; the player sees what `kind` says to do.
     const fail = (kind: LoginFailureReason, reason: string, detail?: string): Response => {
-      deps.audit.write("login.failure", { provider: provider.name, reason, ip: c.var.clientIP, ...(detail ? { detail } : {}) });
+      deps.audit.write("login.failure", { provider: provider.name, reason, ip: c.var.clientIP, requestId: c.var.requestId, ...(detail ? { detail } : {}) });
       settleLoginCookie();
       return failurePage(c, kind, provider);
     };
@@ -106,7 +108,7 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
       attempt = deps.attempts.consume(handle, state);
     } catch (error) {
       if (error instanceof DecryptionError) {
-        deps.audit.write("crypto.decrypt.failed", { reason: "login attempt", detail: error.message });
+        deps.audit.write("crypto.decrypt.failed", { reason: "login attempt", detail: error.message, requestId: c.var.requestId });
         return fail("expired", "login attempt unreadable");
       }
       throw error;
@@ -169,11 +171,13 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
       tokens: result.tokens,
       providerSid: sidOfIdToken(result.tokens.idToken),
     });
+    deps.metrics.sessionCreated();
     deps.audit.write("login.success", {
       provider: provider.name,
       accountId: account.id,
       sessionId: session.id,
       ip: c.var.clientIP,
+      requestId: c.var.requestId,
       ...(created ? { detail: "account created" } : {}),
     });
     settleLoginCookie();

@@ -3,6 +3,7 @@ import type { AppEnv } from "../app-env";
 import type { AuditLog } from "../audit/log";
 import type { Clock } from "../clock";
 import type { RateLimitConfig } from "../config";
+import type { Metrics } from "../metrics/metrics";
 import { refuse } from "./errors";
 
 interface Bucket {
@@ -65,7 +66,7 @@ export class RateLimiter {
 }
 
 /** Refuses with 429 and `Retry-After` when the client's IP, or its session, is over `limiter`'s rate. */
-export function rateLimitMiddleware(name: string, limiter: RateLimiter, audit: AuditLog): MiddlewareHandler<AppEnv> {
+export function rateLimitMiddleware(name: string, limiter: RateLimiter, audit: AuditLog, metrics: Metrics): MiddlewareHandler<AppEnv> {
   return async function rateLimit(c, next) {
     const keys = [`ip:${c.var.clientIP}`];
     if (c.var.session !== null) {
@@ -74,10 +75,12 @@ export function rateLimitMiddleware(name: string, limiter: RateLimiter, audit: A
     for (const key of keys) {
       const decision = limiter.take(key);
       if (!decision.allowed) {
+        metrics.rateLimited(name);
         audit.write("ratelimit.hit", {
           reason: name,
           ip: c.var.clientIP,
           path: c.req.path,
+          requestId: c.var.requestId,
           ...(c.var.session ? { sessionId: c.var.session.id } : {}),
         });
         refuse(429, "rate_limited", "Too many requests; slow down.", { "retry-after": String(decision.retryAfterSeconds) });

@@ -4,6 +4,7 @@ import type { EndedGrant, ProviderTokens, Session, SessionStore } from "../auth/
 import type { Clock } from "../clock";
 import { DecryptionError } from "../crypto/token-cipher";
 import { refuse } from "../http/errors";
+import { noMetrics, type Metrics } from "../metrics/metrics";
 
 /** CONTRACT.md: refresh at most 60 s before the access token expires. */
 const REFRESH_AHEAD_MS = 60_000;
@@ -30,6 +31,7 @@ export class TokenRefresher {
     private readonly providers: Map<string, Provider>,
     private readonly audit: AuditLog,
     private readonly clock: Clock,
+    private readonly metrics: Metrics = noMetrics,
   ) {}
 
   /**
@@ -65,6 +67,7 @@ export class TokenRefresher {
       // Nothing to refresh with (a provider without refresh tokens): the access token serves
       // until it actually expires, and then the session is over.
       if (tokens.accessTokenExpiresAt !== null && tokens.accessTokenExpiresAt > this.clock.now()) return tokens.accessToken;
+      this.metrics.tokenRefresh("no_refresh_token");
       this.audit.write("token.refresh.failed", { sessionId: session.id, provider: session.provider, reason: "no refresh token" });
       this.sessions.end(session.id, session.accountId, "refresh_refused");
       refuse(401, "no_session", "Your session has ended; log in again.");
@@ -78,12 +81,17 @@ export class TokenRefresher {
       if (error instanceof ProviderError && error.isGrantRevoked) {
         // Another process may have used this refresh token a moment earlier and stored
         // the rotated one: then the refusal is about a stale token, not a dead grant.
-        if (this.sessions.version(session.id) !== version) return this.read(session).accessToken;
+        if (this.sessions.version(session.id) !== version) {
+          this.metrics.tokenRefresh("superseded");
+          return this.read(session).accessToken;
+        }
+        this.metrics.tokenRefresh("refused");
         // BBA / ASVS 10.4.8: the provider revoked the grant, so the session ends here too;
         // the store announces it and the session's sockets close with 4401.
         this.sessions.end(session.id, session.accountId, "refresh_refused");
         refuse(401, "no_session", "The identity provider ended your session; log in again.");
       }
+      this.metrics.tokenRefresh("failed");
       // Unreachable, a 5xx, or a refusal that is about us (invalid_client: our credentials
       // are misconfigured) rather than the user: keep the session, let the client retry.
       this.audit.write("upstream.failed", { sessionId: session.id, upstream: provider.name, reason: `token refresh: ${reason}` });
@@ -93,8 +101,10 @@ export class TokenRefresher {
     const next: ProviderTokens = { ...fresh, refreshToken: fresh.refreshToken ?? tokens.refreshToken };
     if (!this.sessions.replaceTokens(session.id, version, next)) {
       // Another process refreshed first (or the session ended meanwhile): its row decides.
+      this.metrics.tokenRefresh("superseded");
       return this.read(session).accessToken;
     }
+    this.metrics.tokenRefresh("succeeded");
     this.audit.write("token.refresh.succeeded", { sessionId: session.id, provider: provider.name });
     this.audit.write("session.refreshed", { sessionId: session.id });
     return next.accessToken;

@@ -5,6 +5,9 @@ import { requireSession } from "../auth/routes";
 import type { Session } from "../auth/session";
 import type { Clock } from "../clock";
 import { refuse } from "../http/errors";
+import { REQUEST_ID_HEADER } from "../http/request-id";
+import type { Metrics } from "../metrics/metrics";
+import { measureAPI } from "../metrics/api";
 import type { AssertionSigner } from "./assertion";
 import type { TokenRefresher } from "./refresh";
 import { resolveUpstream, type UpstreamRoute } from "./upstreams";
@@ -16,6 +19,7 @@ export interface APIRelayDeps {
   audit: AuditLog;
   clock: Clock;
   publicOrigin: string;
+  metrics: Metrics;
   /** 30 s by default (CONTRACT.md 504); tests shorten it. */
   timeoutMs?: number;
 }
@@ -131,6 +135,7 @@ export function apiRoutes(deps: APIRelayDeps): Hono<AppEnv> {
   const routes = new Hono<AppEnv>();
   const publicProto = new URL(deps.publicOrigin).protocol.replace(":", "");
 
+  if (deps.metrics.enabled) routes.use(measureAPI(deps.metrics));
   // RATE_LIMIT_API is taken in app.ts, before CSRF.
   routes.all("/*", async function relay(c) {
     const { session, account } = requireSession(c);
@@ -140,6 +145,7 @@ export function apiRoutes(deps: APIRelayDeps): Hono<AppEnv> {
       refuse(404, "not_found", "No such API route.");
     }
     const { route, url } = resolved;
+    c.set("upstream", route.prefix);
     if (!route.methods.has(c.req.method)) {
       refuse(405, "method_not_allowed", "This API route does not take that method.", { allow: [...route.methods].join(", ") });
     }
@@ -153,6 +159,8 @@ export function apiRoutes(deps: APIRelayDeps): Hono<AppEnv> {
     }
     headers.set("x-forwarded-for", c.var.clientIP);
     headers.set("x-forwarded-proto", publicProto);
+    // The same id the browser gets back and the audit lines carry: one request, one id at every hop.
+    headers.set(REQUEST_ID_HEADER, c.var.requestId);
     // The credential comes last, after every refusal above: a refused request costs no
     // signature and no token refresh.
     let credential: string;
@@ -190,6 +198,7 @@ export function apiRoutes(deps: APIRelayDeps): Hono<AppEnv> {
       deps.audit.write("upstream.failed", {
         sessionId: session.id,
         upstream: route.prefix,
+        requestId: c.var.requestId,
         reason,
         detail: error instanceof Error && error.cause instanceof Error ? error.cause.message : undefined,
       });
@@ -209,7 +218,7 @@ export function apiRoutes(deps: APIRelayDeps): Hono<AppEnv> {
     // upstream that says nothing gets no-store; one that chose a policy keeps it.
     if (!answer.has("cache-control")) answer.set("cache-control", "no-store");
     if (upstream.status >= 500) {
-      deps.audit.write("upstream.failed", { sessionId: session.id, upstream: route.prefix, status: upstream.status });
+      deps.audit.write("upstream.failed", { sessionId: session.id, upstream: route.prefix, status: upstream.status, requestId: c.var.requestId });
     }
     // Streamed back as it arrives; never buffered whole.
     return new Response(c.req.method === "HEAD" ? null : upstream.body, { status: upstream.status, headers: answer });

@@ -12,6 +12,8 @@ export interface BackendHandshakeOptions {
   /** The `Authorization` header: the BFF's identity assertion. */
   authorization: string;
   timeoutMs: number;
+  /** The browser's upgrade's request id (X-Request-Id), so the backend's logs can be joined with ours. */
+  requestId: string;
 }
 
 export interface BackendHandshakeEvents {
@@ -47,6 +49,7 @@ export function openBackendSocket(options: BackendHandshakeOptions, events: Back
       // RFC 6455 4.1: with no subprotocol the header is left out, not sent empty.
       ...(options.protocol === null ? {} : { "Sec-WebSocket-Protocol": options.protocol }),
       Authorization: options.authorization,
+      "X-Request-Id": options.requestId,
     },
   });
   let settled = false;

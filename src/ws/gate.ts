@@ -9,6 +9,8 @@ import type { Clock } from "../clock";
 import type { Config } from "../config";
 import { clientIP } from "../http/client-ip";
 import { RateLimiter } from "../http/rate-limit";
+import { REQUEST_ID_HEADER, requestIdFrom } from "../http/request-id";
+import type { Metrics } from "../metrics/metrics";
 import type { AssertionSigner } from "../proxy/assertion";
 import { openBackendSocket } from "./backend-handshake";
 import { acceptKey } from "./frames";
@@ -37,6 +39,7 @@ export interface GateDeps {
   signer: AssertionSigner;
   audit: AuditLog;
   clock: Clock;
+  metrics: Metrics;
   limits?: Partial<RelayLimits>;
   /** How long the backend has to accept its own upgrade (10 s; tests shorten it). */
   backendHandshakeTimeoutMs?: number;
@@ -48,6 +51,15 @@ export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer
  * A refusal: the HTTP status written on the raw socket, the error code of CONTRACT.md's
  * JSON error shape, and the reason for the audit log.
  */
+/** What a refusal is written with: the audit log, the metrics, and the upgrade's identity. */
+interface UpgradeContext {
+  audit: AuditLog;
+  metrics: Metrics;
+  ip: string;
+  requestId: string;
+  sessionId: string | undefined;
+}
+
 class Refusal {
   constructor(
     readonly status: number,
@@ -86,14 +98,27 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
   let upgradesInProgress = 0;
   // Made once, not per upgrade: a closure made inside the gate would keep that upgrade's
   // whole scope (session, headers, assertion) alive for as long as the relay lives.
-  const unregister = (connection: LiveConnection): void => deps.registry.remove(connection);
+  // One per route, so the socket gauge is labelled with the configured path (bounded: the
+  // operator's routes, never a path the client chose; SECURITY.md I44).
+  const unregisterFor = new Map(
+    routes.map((route) => [
+      route,
+      (connection: LiveConnection): void => {
+        deps.registry.remove(connection);
+        deps.metrics.socketClosed(route.path);
+      },
+    ]),
+  );
 
   return function upgradeGate(req, socket, head) {
     socket.on("error", destroyOnError);
     // The one header read before the rate limit, and only with TRUST_PROXY > 0: a split on
     // "," and a trim, linear in its length (SECURITY.md I37).
     const ip = clientIP(req.socket.remoteAddress, headerValue(req, "x-forwarded-for"), config.trustProxy);
-    let sessionId: string | undefined;
+    // Needed by the rate limit's own audit line; bounded work: the length is checked before
+    // the one linear pattern runs on at most 64 characters (SECURITY.md I37).
+    const upgrade: UpgradeContext = { audit, metrics: deps.metrics, ip, requestId: requestIdFrom(headerValue(req, "x-request-id")), sessionId: undefined };
+    const { requestId } = upgrade;
     try {
       // 1. The path, the method, a well-formed upgrade offering the route's subprotocol.
       // Checked here as strictly as `ws` will check it at the handshake, so that a request we
@@ -112,7 +137,8 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       // number of times.
       const rate = upgradeLimiter.take(`ip:${ip}`);
       if (!rate.allowed) {
-        audit.write("ratelimit.hit", { reason: "upgrade", ip });
+        deps.metrics.rateLimited("upgrade");
+        audit.write("ratelimit.hit", { reason: "upgrade", ip, requestId });
         throw new Refusal(429, "rate_limited", "upgrade rate limit", { "Retry-After": String(rate.retryAfterSeconds) });
       }
       const protocols = offeredProtocols(req);
@@ -135,12 +161,13 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       const session = token === null ? null : deps.sessions.validate(token, { slide: true });
       const account = session === null ? null : deps.accounts.find(session.accountId, session.provider);
       if (session === null || account === null) throw new Refusal(401, "no_session", "no valid session");
-      sessionId = session.id;
+      upgrade.sessionId = session.id;
       // SECURITY.md H34: per session as well as per IP, so one session cannot get around the
       // limit from rotating addresses. Taken before the ticket: a refusal leaves it unspent.
       const sessionRate = upgradeLimiter.take(`session:${session.id}`);
       if (!sessionRate.allowed) {
-        audit.write("ratelimit.hit", { reason: "upgrade", ip, sessionId: session.id });
+        deps.metrics.rateLimited("upgrade");
+        audit.write("ratelimit.hit", { reason: "upgrade", ip, sessionId: session.id, requestId });
         throw new Refusal(429, "rate_limited", "upgrade rate limit", { "Retry-After": String(sessionRate.retryAfterSeconds) });
       }
       // 4. A one-time ticket, in the subprotocol header so it never reaches an access log.
@@ -182,10 +209,10 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       // The backend gets the browser's path rest and query, never the ticket: that stays in
       // the browser's Sec-WebSocket-Protocol, which is not forwarded.
       const abortBackend = openBackendSocket(
-        { url: backendURL, protocol: route.backendProtocol, authorization: `Bearer ${assertion}`, timeoutMs: backendHandshakeTimeoutMs },
+        { url: backendURL, protocol: route.backendProtocol, authorization: `Bearer ${assertion}`, timeoutMs: backendHandshakeTimeoutMs, requestId },
         {
           fail: (reason) => {
-            if (settle()) refuse(socket, new Refusal(502, "backend_unavailable", reason), audit, ip, session.id);
+            if (settle()) refuse(socket, new Refusal(502, "backend_unavailable", reason), upgrade);
           },
           open: (backend, backendHead) => {
             if (!settle() || !socket.writable) {
@@ -199,7 +226,8 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
                 "Upgrade: websocket\r\n" +
                 "Connection: Upgrade\r\n" +
                 `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n` +
-                `Sec-WebSocket-Protocol: ${route.protocol}\r\n\r\n`,
+                `Sec-WebSocket-Protocol: ${route.protocol}\r\n` +
+                `${REQUEST_ID_HEADER}: ${requestId}\r\n\r\n`,
             );
             const relay = new Relay({
               browser: socket,
@@ -210,10 +238,14 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
               limits: { ...route.limits, highWaterBytes: HIGH_WATER_BYTES, ...deps.limits },
               clock: deps.clock,
               audit,
-              onClosed: unregister,
+              metrics: deps.metrics,
+              requestId,
+              onClosed: unregisterFor.get(route) ?? ((connection) => deps.registry.remove(connection)),
             });
             deps.registry.add(relay);
-            audit.write("ws.upgrade.accepted", { sessionId: session.id, accountId: session.accountId, ip });
+            deps.metrics.upgrade("accepted");
+            deps.metrics.socketOpened(route.path);
+            audit.write("ws.upgrade.accepted", { sessionId: session.id, accountId: session.accountId, ip, requestId });
             relay.start({ browser: head, backend: backendHead });
           },
         },
@@ -224,7 +256,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       const pending = new PendingUpgrade(session.id, session.accountId, (refusal) => {
         if (!settle()) return;
         abortBackend();
-        refuse(socket, refusal, audit, ip, session.id);
+        refuse(socket, refusal, upgrade);
       });
       deps.registry.add(pending);
       // The browser may give up while we wait for the backend (a reset, or a FIN, which
@@ -234,17 +266,18 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
         if (!settle()) return;
         abortBackend();
         socket.destroy();
-        audit.write("ws.upgrade.refused", { status: 502, reason: "client left during backend handshake", ip, sessionId: session.id });
+        deps.metrics.upgrade("client_gone");
+        audit.write("ws.upgrade.refused", { status: 502, reason: "client left during backend handshake", ip, sessionId: session.id, requestId });
       };
       socket.once("close", onClientGone);
       socket.once("end", onClientGone);
     } catch (error) {
       if (error instanceof Refusal) {
-        refuse(socket, error, audit, ip, sessionId);
+        refuse(socket, error, upgrade);
         return;
       }
       // Anything unexpected (a database failure) still closes the socket, never the process.
-      refuse(socket, new Refusal(503, "unavailable", "internal error"), audit, ip, sessionId);
+      refuse(socket, new Refusal(503, "unavailable", "internal error"), upgrade);
     }
   };
 }
@@ -295,8 +328,10 @@ function destroyOnError(this: Duplex): void {
 }
 
 /** Writes a plain HTTP refusal on the raw socket and destroys it (ws `abortHandshake`); one audit event. */
-function refuse(socket: Duplex, refusal: Refusal, audit: AuditLog, ip: string, sessionId: string | undefined): void {
-  audit.write("ws.upgrade.refused", { status: refusal.status, reason: refusal.reason, ip, ...(sessionId ? { sessionId } : {}) });
+function refuse(socket: Duplex, refusal: Refusal, upgrade: UpgradeContext): void {
+  const { ip, sessionId, requestId } = upgrade;
+  upgrade.metrics.upgrade(refusal.error);
+  upgrade.audit.write("ws.upgrade.refused", { status: refusal.status, reason: refusal.reason, ip, requestId, ...(sessionId ? { sessionId } : {}) });
   if (!socket.writable) {
     socket.destroy();
     return;
@@ -310,6 +345,7 @@ function refuse(socket: Duplex, refusal: Refusal, audit: AuditLog, ip: string, s
       "Content-Type: application/json; charset=utf-8\r\n" +
       "Cache-Control: no-store\r\n" +
       "X-Content-Type-Options: nosniff\r\n" +
+      `${REQUEST_ID_HEADER}: ${requestId}\r\n` +
       extra.join("") +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
 import type { AuditLog } from "../audit/log";
 import type { Clock } from "../clock";
+import type { Metrics, RelayTally } from "../metrics/metrics";
 import {
   ABNORMAL_CLOSURE,
   BACKEND_UNAVAILABLE,
@@ -52,6 +53,9 @@ export interface RelayDeps {
   limits: RelayLimits;
   clock: Clock;
   audit: AuditLog;
+  metrics: Metrics;
+  /** The upgrade's request id, for the ws.closed line. */
+  requestId: string;
   /** Called once, when the relay starts to close: it no longer counts as a live socket. */
   onClosed: (relay: Relay) => void;
 }
@@ -132,6 +136,8 @@ export class Relay implements LiveConnection {
   private readonly backend: Side;
   private readonly clock: Clock;
   private readonly audit: AuditLog;
+  private readonly metrics: Metrics;
+  private readonly requestId: string;
   private readonly onClosed: (relay: Relay) => void;
   private readonly burst: number;
   private tokens: number;
@@ -152,6 +158,8 @@ export class Relay implements LiveConnection {
     this.maxFragments = maxFragments(deps.limits.maxMessageBytes);
     this.clock = deps.clock;
     this.audit = deps.audit;
+    this.metrics = deps.metrics;
+    this.requestId = deps.requestId;
     this.onClosed = deps.onClosed;
     this.burst = deps.limits.messagesPerSecond * 2;
     this.tokens = this.burst;
@@ -159,8 +167,8 @@ export class Relay implements LiveConnection {
     this.ended = new Promise((resolve) => {
       this.resolveEnded = resolve;
     });
-    this.browser = new Side(this, deps.browser, "browser");
-    this.backend = new Side(this, deps.backend, "backend");
+    this.browser = new Side(this, deps.browser, "browser", deps.metrics.relayed.toBackend);
+    this.backend = new Side(this, deps.backend, "backend", deps.metrics.relayed.toClient);
     this.browser.peer = this.backend;
     this.backend.peer = this.browser;
   }
@@ -257,7 +265,8 @@ export class Relay implements LiveConnection {
 
   /** The browser sent more messages than its rate and burst allow: 1008 (CONTRACT.md). */
   rateLimited(): void {
-    this.audit.write("ratelimit.hit", { sessionId: this.sessionId, reason: "ws messages" });
+    this.metrics.rateLimited("ws_messages");
+    this.audit.write("ratelimit.hit", { sessionId: this.sessionId, reason: "ws messages", requestId: this.requestId });
     this.close(POLICY_VIOLATION, "message rate limit");
   }
 
@@ -376,7 +385,8 @@ export class Relay implements LiveConnection {
     this.stopTimer(this.graceTimer);
     this.retire();
     const { code, reason } = this.outcome ?? { code: ABNORMAL_CLOSURE, reason: "closed" };
-    this.audit.write("ws.closed", { sessionId: this.sessionId, code, reason });
+    this.metrics.relayClosed(code);
+    this.audit.write("ws.closed", { sessionId: this.sessionId, code, reason, requestId: this.requestId });
     this.resolveEnded();
   }
 }
@@ -419,6 +429,8 @@ class Side {
     private readonly relay: Relay,
     readonly socket: Socket,
     readonly role: "browser" | "backend",
+    /** What this side sends, counted for the metrics: plain numbers, no call per frame. */
+    private readonly tally: RelayTally,
   ) {
     this.incomingMasked = role === "browser";
     this.held = new MessageBuffer(maxHeldBytes(relay.limits.maxMessageBytes));
@@ -477,6 +489,7 @@ class Side {
   read(data: Buffer): void {
     // After its close frame (or a protocol error) nothing more from this side matters.
     if (this.closeReceived || this.failed) return;
+    this.tally.bytes += data.length;
     // A header or a control frame split across two reads is joined to the next one: at
     // most 14 + 125 bytes, and rare.
     let chunk = data;
@@ -560,6 +573,7 @@ class Side {
     // RFC 6455 5.4: a continuation only inside a fragmented message, a new message only outside one.
     if (opcode === CONTINUATION ? !this.inMessage : opcode > BINARY || this.inMessage) return this.fail(chunk, at);
     this.inMessage = !fin;
+    if (fin) this.tally.messages += 1;
     this.messageBytes = opcode === CONTINUATION ? this.messageBytes + length : length;
     this.fragments = opcode === CONTINUATION ? this.fragments + 1 : 1;
     if (this.peer.open) {

@@ -13,7 +13,7 @@ export function wsTicketRoutes(deps: { tickets: TicketStore; audit: AuditLog }):
   routes.post("/ws-ticket", (c) => {
     const { session } = requireSession(c);
     const issued = deps.tickets.issue(session.id);
-    deps.audit.write("ws.ticket.issued", { sessionId: session.id, ip: c.var.clientIP });
+    deps.audit.write("ws.ticket.issued", { sessionId: session.id, ip: c.var.clientIP, requestId: c.var.requestId });
     // ASVS 14.3.2: a ticket is a credential for 30 s; no cache may keep it.
     c.set("noStore", true);
     return c.json(issued);
