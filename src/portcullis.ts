@@ -21,6 +21,7 @@ import { TokenRefresher } from "./proxy/refresh";
 import { apiRoutes } from "./proxy/relay";
 import { loadUpstreams } from "./proxy/upstreams";
 import { createUpgradeGate } from "./ws/gate";
+import { longPollingRoutes } from "./ws/polling";
 import { GOING_AWAY, SocketRegistry } from "./ws/registry";
 import { wsTicketRoutes } from "./ws/ticket-route";
 import { TicketStore } from "./ws/tickets";
@@ -137,6 +138,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
           timeoutMs: options.upstreamTimeoutMs,
         }),
       );
+      app.route("/", longPollingRoutes({ config, sessions, accounts, registry, signer, audit, clock, timeoutMs: options.upstreamTimeoutMs }));
     },
   });
 

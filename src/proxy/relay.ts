@@ -1,6 +1,7 @@
 import { Hono, type Context } from "hono";
 import type { AppEnv } from "../app-env";
 import type { AuditLog } from "../audit/log";
+import type { Account } from "../auth/accounts";
 import { requireSession } from "../auth/routes";
 import type { Session } from "../auth/session";
 import type { Clock } from "../clock";
@@ -155,14 +156,7 @@ export function apiRoutes(deps: APIRelayDeps): Hono<AppEnv> {
       credential: async () => {
         if (route.credential.mode === "provider-token") return providerToken(deps.refresher, route.credential.provider, session);
         deps.refresher.checkIntact(session);
-        return deps.signer.sign({
-          sub: account.id,
-          sid: session.id,
-          name: account.displayName,
-          aud: route.audience,
-          idp: session.provider,
-          idpSub: account.providerSubject,
-        });
+        return playerAssertion(deps.signer, session, account, route.audience);
       },
       location: (location) => rewriteLocation(location, url, route),
     });
@@ -256,6 +250,11 @@ export async function forwardRequest(c: Context<AppEnv>, options: ForwardOptions
   }
   // Streamed back as it arrives; never buffered whole.
   return new Response(c.req.method === "HEAD" ? null : upstream.body, { status: upstream.status, headers: answer });
+}
+
+/** The identity assertion for one player and one audience (CONTRACT.md "Identity for upstreams"). */
+export function playerAssertion(signer: AssertionSigner, session: Session, account: Account, audience: string): string {
+  return signer.sign({ sub: account.id, sid: session.id, name: account.displayName, aud: audience, idp: session.provider, idpSub: account.providerSubject });
 }
 
 /** Header names listed in `Connection` (RFC 9110 7.6.1): hop-by-hop for this one message. */
