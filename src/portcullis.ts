@@ -14,6 +14,7 @@ import type { Config, NamedKey } from "./config";
 import { hmacSHA256 } from "./crypto/hash";
 import { TokenCipher } from "./crypto/token-cipher";
 import { openDatabase, type Database } from "./db/database";
+import { demoAssetRoutes } from "./demo/assets";
 import { answerClientErrors, refusalBeforeApp, refusedForMissingHost } from "./http/errors";
 import { securityHeaderList } from "./http/headers";
 import { AssertionSigner } from "./proxy/assertion";
@@ -138,6 +139,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
           timeoutMs: options.upstreamTimeoutMs,
         }),
       );
+      if (!config.production) app.route("/", demoAssetRoutes());
       app.route("/", longPollingRoutes({ config, sessions, accounts, registry, signer, audit, clock, timeoutMs: options.upstreamTimeoutMs }));
     },
   });
