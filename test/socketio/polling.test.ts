@@ -226,6 +226,11 @@ describe("Socket.IO long-polling through the WebSocket route (issue 12)", () => 
       const { token, agent } = await h.login("poll-client-out");
       const io = manager(h, { token, transports: ["polling"] });
       const socket = await connected(io.socket("/"));
+      // The ack comes back on a poll; the client's next GET is then held by engine.io.
+      const gets = (): number => game.polls.filter((p) => p.method === "GET" && p.url.includes(`sid=${io.engine.id}`)).length;
+      await socket.timeout(5_000).emitWithAck("echo", "hold");
+      const before = gets();
+      await until(() => gets() > before, "the next poll to be held");
       const gone = disconnected(socket);
       await agent.fetch(`${h.origin}/auth/logout`, { method: "POST", headers: h.csrf() });
       expect(await within1s(gone, "client disconnect")).toEqual({ reason: "transport error", status: 401 });
