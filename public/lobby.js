@@ -4,37 +4,34 @@ import * as portcullis from "/portcullis.js";
 const $ = (id) => document.getElementById(id);
 const statusEl = $("status");
 
-const STATUS_TEXT = {
-  idle: "not connected",
-  connecting: "connecting…",
-  connected: "connected",
-  reconnecting: "reconnecting…",
-  error: "connection problem",
-  ended: "session ended",
-  refused: "refused by the game",
-  closed: "disconnected",
-};
+// What the status pill says for each state of connectSocketIO().
+const LABELS = new Map([
+  ["idle", "not connected"],
+  ["connecting", "joining the lobby…"],
+  ["connected", "in the lobby"],
+  ["reconnecting", "rejoining…"],
+  ["error", "connection problem"],
+  ["ended", "session ended"],
+  ["refused", "refused by the game"],
+  ["closed", "left the lobby"],
+]);
 
-function setStatus(name, detail = "") {
-  statusEl.dataset.state = name;
-  statusEl.textContent = detail ? `${STATUS_TEXT[name]} (${detail})` : STATUS_TEXT[name];
+function showState(state, note) {
+  statusEl.dataset.state = state;
+  statusEl.textContent = note === undefined ? LABELS.get(state) : `${LABELS.get(state)} — ${note}`;
+}
+
+function toggleViews(loggedIn) {
+  for (const [id, visible] of [["login-view", !loggedIn], ["lobby-view", loggedIn], ["who", loggedIn]]) $(id).hidden = !visible;
 }
 
 async function showLogin(notice) {
-  $("lobby-view").hidden = true;
-  $("who").hidden = true;
-  $("login-view").hidden = false;
-  $("notice").hidden = !notice;
-  $("notice").textContent = notice ?? "";
-  const list = $("providers");
-  list.replaceChildren();
-  for (const provider of await portcullis.providers()) {
-    const link = document.createElement("a");
-    link.className = "provider";
-    link.href = portcullis.loginURL(provider.name, "/lobby.html");
-    link.textContent = `Log in with ${provider.label}`;
-    list.append(link);
-  }
+  toggleViews(false);
+  Object.assign($("notice"), { hidden: notice === undefined, textContent: notice ?? "" });
+  const links = (await portcullis.providers()).map(({ name, label }) =>
+    Object.assign(document.createElement("a"), { className: "provider", href: portcullis.loginURL(name, "/lobby.html"), textContent: `Log in with ${label}` }),
+  );
+  $("providers").replaceChildren(...links);
 }
 
 function addMessage({ name, text, at }) {
@@ -62,23 +59,15 @@ function showRoster(online) {
 async function start() {
   const me = await portcullis.me();
   if (me === null) return showLogin();
-  $("login-view").hidden = true;
-  $("lobby-view").hidden = false;
-  $("who").hidden = false;
+  toggleViews(true);
   $("player-name").textContent = me.user.displayName;
 
   const socket = portcullis.connectSocketIO(io, {
     onState(state, detail) {
       if (state === "connected") $("transport").textContent = detail.transport;
-      if (state === "ended") {
-        setStatus("ended");
-        return showLogin("Your session ended — log in again.");
-      }
-      if (state === "refused") {
-        setStatus("refused");
-        return showLogin("The game refused this player. Try again later, or ask the game's support.");
-      }
-      setStatus(state, state === "reconnecting" && detail.why === "unreachable" ? "server unreachable" : "");
+      showState(state, state === "reconnecting" && detail.why === "unreachable" ? "server unreachable" : undefined);
+      if (state === "ended") showLogin("Your session ended — log in again.");
+      if (state === "refused") showLogin("The game refused this player. Try again later, or ask the game's support.");
     },
   });
   socket.on("welcome", ({ online, history }) => {

@@ -50,14 +50,11 @@ export async function startDemoLobby(server: HTTPServer, verifier: AssertionVeri
       );
     },
   });
+  // Every namespace gets the identity verified at the handshake: the assertion itself is
+  // good for 60 s, a player stays for hours.
   io.use((socket, next) => {
-    const identity = identities.get(socket.request);
-    if (identity === undefined) {
-      next(new Error("unauthorized"));
-      return;
-    }
-    socket.data.identity = identity;
-    next();
+    socket.data.identity = identities.get(socket.request);
+    next(socket.data.identity === undefined ? new Error("unauthorized") : undefined);
   });
 
   const online = (): string[] => [...new Set([...io.of("/").sockets.values()].map((s) => nameOf(s)))].sort();

@@ -15,7 +15,9 @@ describe("connectSocketIO (public/portcullis-socketio.js) with socket.io-client 
   const players: Player[] = [];
   beforeAll(async () => {
     connectSocketIO = await loadHelper();
-    stack = await startSocketIOStack({ backend: { transports: ["polling", "websocket"], refuse: (identity) => identity.name.startsWith("banned") } });
+    stack = await startSocketIOStack({
+      backend: { transports: ["polling", "websocket"], refuse: (identity) => identity.name.startsWith("banned"), ban: (identity) => identity.name === "cl-ban" },
+    });
   });
   afterAll(async () => {
     for (const player of players) player.socket.disconnect();
@@ -108,6 +110,26 @@ describe("connectSocketIO (public/portcullis-socketio.js) with socket.io-client 
       const whys = p.states.filter(([s, d]) => s === "reconnecting" && d.why !== undefined).map(([, d]) => d.why);
       expect(whys).toEqual(["upgrade refused", "upgrade refused"]);
     });
+  });
+
+  it.each([["WebSocket", ["websocket"]], ["polling", ["polling"]]] as [string, ("polling" | "websocket")[]][])(
+    "refused by the game's middleware over %s: refused at once, with its message",
+    async (_name, transports) => {
+      const p = await player("cl-ban", { transports });
+      expect(await p.reached("refused")).toEqual({ why: "refused by the game", message: "banned" });
+      await settle();
+      expect(p.tickets.length).toBe(transports.includes("websocket") ? 1 : 0);
+      expect(p.socket.io.engine?.readyState ?? "closed").not.toBe("open");
+    },
+  );
+
+  it("kicked by the game (socket.disconnect(true)): refused, not reconnected", async () => {
+    const p = await player("cl-kick", { transports: ["websocket"] });
+    await p.reached("connected");
+    p.socket.emit("kick");
+    expect(await p.reached("refused")).toEqual({ why: "disconnected by the game" });
+    await settle();
+    expect(p.tickets).toEqual([200]);
   });
 
   it("the server being down is told apart from a refusal: it keeps trying, and says unreachable", async () => {
