@@ -121,6 +121,9 @@ describe("Socket.IO long-polling through the WebSocket route (issue 12)", () => 
     expect(seen?.headers["x-real-ip"]).toBeUndefined();
     expect(seen?.headers["x-forwarded-for"]).not.toContain("6.6.6.6");
     expect(seen?.headers["x-game-version"]).toBe("3");
+    // Answered: the poll is no longer one of the session's live connections.
+    await response.text();
+    await until(() => h.bff.registry.countForSession(token.split(".")[0] ?? "") === 0, "the poll to leave the registry");
     const claims = decodeJwt(String(seen?.headers.authorization).slice("Bearer ".length));
     expect(claims).toMatchObject({ aud: "game", name: "poll-headers", idp: "demo", idp_sub: "poll-headers" });
   });
