@@ -130,3 +130,4 @@ export function connect({ onMessage, onState = () => {}, path = "/ws", protocol 
     },
   };
 }
+export { connectSocketIO } from "./portcullis-socketio.js";

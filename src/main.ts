@@ -3,6 +3,7 @@ import { ConfigError, readEnvironment, type Config } from "./config";
 import { startDemoGame } from "./demo/game";
 import { createGameAPI } from "./demo/game-api";
 import { startDemoIdP, type DemoIdP } from "./demo/idp";
+import { withLobbyRoute } from "./demo/lobby";
 import { loadOrCreateDemoSecrets } from "./demo/secrets";
 import { checkConfiguration, startPortcullis } from "./portcullis";
 
@@ -61,7 +62,7 @@ async function main(): Promise<void> {
     if (game !== null) {
       stops.push(game.close);
       const gameBackendURL = config.gameBackendURL ?? game.url;
-      config = { ...config, gameBackendURL, gameBackendAudience: config.gameBackendAudience ?? new URL(gameBackendURL).origin };
+      config = { ...config, gameBackendURL, gameBackendAudience: config.gameBackendAudience ?? new URL(gameBackendURL).origin, wsRoutes: withLobbyRoute(config.wsRoutes) };
     }
     process.stdout.write(
       [

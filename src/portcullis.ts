@@ -17,6 +17,7 @@ import { ConfigError, readConfig, type Config, type NamedKey } from "./config";
 import { hmacSHA256 } from "./crypto/hash";
 import { TokenCipher } from "./crypto/token-cipher";
 import { openDatabase, type Database } from "./db/database";
+import { demoAssetRoutes } from "./demo/assets";
 import { answerClientErrors, refusalBeforeApp, refusedForMissingHost } from "./http/errors";
 import { securityHeaderList } from "./http/headers";
 import type { Metrics } from "./metrics/metrics";
@@ -26,6 +27,7 @@ import { TokenRefresher } from "./proxy/refresh";
 import { apiRoutes } from "./proxy/relay";
 import { loadUpstreams, readUpstreams } from "./proxy/upstreams";
 import { createUpgradeGate } from "./ws/gate";
+import { longPollingRoutes } from "./ws/polling";
 import { GOING_AWAY, SocketRegistry } from "./ws/registry";
 import { wsTicketRoutes } from "./ws/ticket-route";
 import { TicketStore } from "./ws/tickets";
@@ -174,6 +176,8 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
           timeoutMs: options.upstreamTimeoutMs,
         }),
       );
+      if (!config.production) app.route("/", demoAssetRoutes());
+      app.route("/", longPollingRoutes({ config, sessions, accounts, registry, signer, audit, clock, metrics, timeoutMs: options.upstreamTimeoutMs }));
     },
   });
 

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { WebSocketServer, type WebSocket } from "ws";
+import { LOBBY_PATH, startDemoLobby, type DemoLobby } from "./lobby";
 import { AssertionVerifier, type VerifiedIdentity } from "./verify-assertion";
 
 export interface DemoGameOptions {
@@ -23,6 +24,8 @@ export interface DemoGame {
   verifier: AssertionVerifier;
   /** Players connected right now. */
   playerCount(): number;
+  /** The Socket.IO lobby chat beside the arena, on /socket.io/. */
+  lobby: DemoLobby;
   close(): Promise<void>;
 }
 
@@ -45,7 +48,8 @@ const MAX_MESSAGE_BYTES = 4096;
 const COLORS = ["#f4b942", "#5ec8f2", "#f26d85", "#7ee081", "#b48cf2", "#f2935e", "#5ef2c6", "#e0e07e"];
 
 /**
- * The demo game backend: one arena, dots that move, a chat, over `ws`. It is also the
+ * The demo game backend: one arena, dots that move, a chat, over `ws`, and beside it a
+ * Socket.IO lobby chat on /socket.io/ (lobby.ts). It is also the
  * reference for how a studio's own backend trusts Portcullis: it accepts an upgrade only
  * with a valid identity assertion (`Authorization: Bearer <JWT>` verified against the BFF's
  * JWKS), takes the player's identity from it, and trusts nothing the client says about who
@@ -82,6 +86,8 @@ export async function startDemoGame(options: DemoGameOptions): Promise<DemoGame>
           `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
       );
     };
+    // The lobby's Socket.IO server answers its own upgrades.
+    if (req.url?.startsWith(LOBBY_PATH)) return;
     if (req.url !== "/ws") {
       refuse(404, "Not Found");
       return;
@@ -162,13 +168,16 @@ export async function startDemoGame(options: DemoGameOptions): Promise<DemoGame>
   const url = `http://${address.address}:${address.port}`;
   const ready = new AssertionVerifier({ jwksURL: options.jwksURL, issuer: options.issuer, audience: options.audience ?? url });
   verifier = ready;
+  const lobby = await startDemoLobby(server, ready);
   return {
     url,
     server,
     verifier: ready,
     playerCount: () => players.size,
+    lobby,
     close: () =>
       new Promise<void>((resolve) => {
+        void lobby.close();
         for (const player of players.values()) player.socket.terminate();
         server.closeAllConnections();
         server.close(() => resolve());

@@ -74,7 +74,7 @@ export const UPGRADE_OUTCOMES = [
 /** Codes a relay ends with that have a name of their own; the rest are "backend" (3000–4999) or "other". */
 export const CLOSE_CODES = ["1000", "1001", "1002", "1003", "1006", "1007", "1008", "1009", "1010", "1011", "1012", "1013", "1014", "4401"] as const;
 
-export const LIMITERS = ["auth", "login", "ticket", "api", "upgrade", "ws_messages", "other"] as const;
+export const LIMITERS = ["auth", "login", "ticket", "api", "polling", "upgrade", "ws_messages", "other"] as const;
 
 export const API_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"] as const;
 

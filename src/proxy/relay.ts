@@ -1,6 +1,7 @@
 import { Hono, type Context } from "hono";
 import type { AppEnv } from "../app-env";
 import type { AuditLog } from "../audit/log";
+import type { Account } from "../auth/accounts";
 import { requireSession } from "../auth/routes";
 import type { Session } from "../auth/session";
 import type { Clock } from "../clock";
@@ -149,81 +150,120 @@ export function apiRoutes(deps: APIRelayDeps): Hono<AppEnv> {
     if (!route.methods.has(c.req.method)) {
       refuse(405, "method_not_allowed", "This API route does not take that method.", { allow: [...route.methods].join(", ") });
     }
-    const body = await readBoundedBody(c);
-
-    const headers = new Headers();
-    const connectionListed = listedInConnection(c.req.raw.headers);
-    for (const [name, value] of c.req.raw.headers) {
-      if (STRIPPED_REQUEST_HEADERS.has(name) || name.startsWith("x-forwarded-") || CLIENT_ADDRESS_HEADER.test(name) || connectionListed.has(name)) continue;
-      headers.set(name, value);
-    }
-    headers.set("x-forwarded-for", c.var.clientIP);
-    headers.set("x-forwarded-proto", publicProto);
-    // The same id the browser gets back and the audit lines carry: one request, one id at every hop.
-    headers.set(REQUEST_ID_HEADER, c.var.requestId);
-    // The credential comes last, after every refusal above: a refused request costs no
-    // signature and no token refresh.
-    let credential: string;
-    if (route.credential.mode === "assertion") {
-      deps.refresher.checkIntact(session);
-      credential = deps.signer.sign({
-        sub: account.id,
-        sid: session.id,
-        name: account.displayName,
-        aud: route.audience,
-        idp: session.provider,
-        idpSub: account.providerSubject,
-      });
-    } else {
-      credential = await providerToken(deps.refresher, route.credential.provider, session);
-    }
-    headers.set("authorization", `Bearer ${credential}`);
-
-    // Real time, not the injected clock: this bounds a wait on a socket. It covers the whole
-    // exchange, the streamed answer included, so a trickling upstream cannot pin a
-    // connection for longer than 30 s. A browser that goes away aborts the upstream call too.
-    const timeout = AbortSignal.timeout(deps.timeoutMs ?? UPSTREAM_TIMEOUT_MS);
-    let upstream: Response;
-    try {
-      upstream = await fetch(url, {
-        method: c.req.method,
-        headers,
-        body,
-        // SECURITY.md D20: never follow an upstream's redirect on the user's behalf.
-        redirect: "manual",
-        signal: AbortSignal.any([timeout, c.req.raw.signal]),
-      });
-    } catch (error) {
-      const reason = timeout.aborted ? "timeout" : c.req.raw.signal.aborted ? "client gone" : "unreachable";
-      deps.audit.write("upstream.failed", {
-        sessionId: session.id,
-        upstream: route.prefix,
-        requestId: c.var.requestId,
-        reason,
-        detail: error instanceof Error && error.cause instanceof Error ? error.cause.message : undefined,
-      });
-      if (timeout.aborted) refuse(504, "upstream_timeout", "The upstream did not answer in time.");
-      refuse(502, "upstream_unreachable", "The upstream could not be reached.");
-    }
-
-    const answer = new Headers();
-    const upstreamConnectionListed = listedInConnection(upstream.headers);
-    for (const [name, value] of upstream.headers) {
-      if (STRIPPED_RESPONSE_HEADERS.has(name) || name.startsWith("access-control-") || upstreamConnectionListed.has(name)) continue;
-      answer.append(name, value);
-    }
-    const location = upstream.headers.get("location");
-    if (location !== null) answer.set("location", rewriteLocation(location, url, route));
-    // ASVS 14.3.2: an answer made for one session must not land in a shared cache. An
-    // upstream that says nothing gets no-store; one that chose a policy keeps it.
-    if (!answer.has("cache-control")) answer.set("cache-control", "no-store");
-    if (upstream.status >= 500) {
-      deps.audit.write("upstream.failed", { sessionId: session.id, upstream: route.prefix, status: upstream.status, requestId: c.var.requestId });
-    }
-    // Streamed back as it arrives; never buffered whole.
-    return new Response(c.req.method === "HEAD" ? null : upstream.body, { status: upstream.status, headers: answer });
+    return forwardRequest(c, {
+      url,
+      upstream: route.prefix,
+      sessionId: session.id,
+      publicProto,
+      audit: deps.audit,
+      timeoutMs: deps.timeoutMs ?? UPSTREAM_TIMEOUT_MS,
+      // The credential comes last, after every refusal: a refused request costs no
+      // signature and no token refresh.
+      credential: async () => {
+        if (route.credential.mode === "provider-token") return providerToken(deps.refresher, route.credential.provider, session);
+        deps.refresher.checkIntact(session);
+        return playerAssertion(deps.signer, session, account, route.audience);
+      },
+      location: (location) => rewriteLocation(location, url, route),
+    });
   });
   return routes;
+}
+
+export interface ForwardOptions {
+  /** The upstream URL: the route's target with the request's path rest and query. */
+  url: URL;
+  /** The route's public prefix, for the audit log. */
+  upstream: string;
+  sessionId: string;
+  /** `http` or `https`: what the browser used, for X-Forwarded-Proto. */
+  publicProto: string;
+  audit: AuditLog;
+  timeoutMs: number;
+  /** The `Authorization` bearer credential; called after every refusal. */
+  credential: () => Promise<string>;
+  /** Maps the upstream's `Location` back to a public path. */
+  location?: (location: string) => string;
+  /**
+   * Ends the exchange early, the streamed answer included (a session that ended while a
+   * long poll was held). When it fires before the upstream answered, its reason is thrown.
+   */
+  signal?: AbortSignal;
+}
+
+/**
+ * One request relayed to an upstream, for `/api/*` and for long-polling requests on the
+ * WebSocket routes: the body read bounded, the browser's credentials and the framework
+ * headers stripped (SECURITY.md D21, I42), the credential added, the answer streamed back
+ * with its own dangerous headers stripped. Session and CSRF are the caller's to check.
+ */
+export async function forwardRequest(c: Context<AppEnv>, options: ForwardOptions): Promise<Response> {
+  const body = await readBoundedBody(c);
+
+  const headers = new Headers();
+  const connectionListed = listedInConnection(c.req.raw.headers);
+  for (const [name, value] of c.req.raw.headers) {
+    if (STRIPPED_REQUEST_HEADERS.has(name) || name.startsWith("x-forwarded-") || CLIENT_ADDRESS_HEADER.test(name) || connectionListed.has(name)) continue;
+    headers.set(name, value);
+  }
+  headers.set("x-forwarded-for", c.var.clientIP);
+  headers.set("x-forwarded-proto", options.publicProto);
+  // The same id the browser gets back and the audit lines carry: one request, one id at every hop.
+  headers.set(REQUEST_ID_HEADER, c.var.requestId);
+  const credential = await options.credential();
+  headers.set("authorization", `Bearer ${credential}`);
+
+  // Real time, not the injected clock: this bounds a wait on a socket. It covers the whole
+  // exchange, the streamed answer included, so a trickling upstream cannot pin a
+  // connection for longer than 30 s. A browser that goes away aborts the upstream call too.
+  const timeout = AbortSignal.timeout(options.timeoutMs);
+  const signals = [timeout, c.req.raw.signal, ...(options.signal === undefined ? [] : [options.signal])];
+  let upstream: Response;
+  try {
+    upstream = await fetch(options.url, {
+      method: c.req.method,
+      headers,
+      body,
+      // SECURITY.md D20: never follow an upstream's redirect on the user's behalf.
+      redirect: "manual",
+      signal: AbortSignal.any(signals),
+    });
+  } catch (error) {
+    // Ended by the caller (a session that ended): its reason is the answer, not a failure.
+    if (options.signal?.aborted) throw options.signal.reason;
+    const reason = timeout.aborted ? "timeout" : c.req.raw.signal.aborted ? "client gone" : "unreachable";
+    options.audit.write("upstream.failed", {
+      sessionId: options.sessionId,
+      upstream: options.upstream,
+      requestId: c.var.requestId,
+      reason,
+      detail: error instanceof Error && error.cause instanceof Error ? error.cause.message : undefined,
+    });
+    if (timeout.aborted) refuse(504, "upstream_timeout", "The upstream did not answer in time.");
+    refuse(502, "upstream_unreachable", "The upstream could not be reached.");
+  }
+
+  const answer = new Headers();
+  const upstreamConnectionListed = listedInConnection(upstream.headers);
+  for (const [name, value] of upstream.headers) {
+    if (STRIPPED_RESPONSE_HEADERS.has(name) || name.startsWith("access-control-") || upstreamConnectionListed.has(name)) continue;
+    answer.append(name, value);
+  }
+  const location = upstream.headers.get("location");
+  if (location !== null && options.location !== undefined) answer.set("location", options.location(location));
+  // ASVS 14.3.2: an answer made for one session must not land in a shared cache. An
+  // upstream that says nothing gets no-store; one that chose a policy keeps it.
+  if (!answer.has("cache-control")) answer.set("cache-control", "no-store");
+  if (upstream.status >= 500) {
+    options.audit.write("upstream.failed", { sessionId: options.sessionId, upstream: options.upstream, status: upstream.status, requestId: c.var.requestId });
+  }
+  // Streamed back as it arrives; never buffered whole.
+  return new Response(c.req.method === "HEAD" ? null : upstream.body, { status: upstream.status, headers: answer });
+}
+
+/** The identity assertion for one player and one audience (CONTRACT.md "Identity for upstreams"). */
+export function playerAssertion(signer: AssertionSigner, session: Session, account: Account, audience: string): string {
+  return signer.sign({ sub: account.id, sid: session.id, name: account.displayName, aud: audience, idp: session.provider, idpSub: account.providerSubject });
 }
 
 /** Header names listed in `Connection` (RFC 9110 7.6.1): hop-by-hop for this one message. */

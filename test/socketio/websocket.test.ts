@@ -1,51 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decodeJwt } from "jose";
-import { Manager, type Socket as ClientSocket } from "socket.io-client";
+import type { Manager } from "socket.io-client";
 import { WebSocket } from "ws";
 import { startHarness, type Harness } from "../fixtures/harness";
 import { startSocketIOBackend, type SocketIOBackend } from "../fixtures/socketio-backend";
+import { connected, socketIOManager, type SocketIOClientOptions } from "../fixtures/socketio-client";
 import { freePort } from "../fixtures/stack";
 import { mintTicket, rawUpgrade, upgradeLines, upgradeStatus } from "../fixtures/ws-client";
 
-interface ClientOptions {
-  ticket: string | null;
-  token: string | null;
-  origin?: string;
-  query?: Record<string, string>;
-}
+type ClientOptions = Omit<SocketIOClientOptions, "transports" | "path">;
 
-/**
- * A stock socket.io-client 4.8 in Node, set up as a game would: WebSocket transport only
- * (long-polling is not relayed yet), the ticket offered as a subprotocol beside game.v1
- * through the client's `protocols` option, and the cookie and Origin a browser would send
- * through `extraHeaders` (engine.io-client hands both to its `ws` WebSocket in Node).
- * No reconnection: every attempt needs a fresh ticket, which a later helper will mint.
- */
 function manager(h: Harness, options: ClientOptions & { path?: string }): Manager {
-  const headers: Record<string, string> = { origin: options.origin ?? h.origin };
-  if (options.token !== null) headers.cookie = `__Host-Http-session=${options.token}`;
-  return new Manager(h.origin, {
-    path: options.path ?? "/socket.io/",
-    transports: ["websocket"],
-    protocols: ["game.v1", ...(options.ticket === null ? [] : [`ticket.${options.ticket}`])],
-    extraHeaders: headers,
-    query: options.query ?? {},
-    reconnection: false,
-    timeout: 5_000,
-  });
-}
-
-/** Resolves when `socket` connects; rejects with the connect_error's description. */
-function connected(socket: ClientSocket): Promise<ClientSocket> {
-  return new Promise((resolve, reject) => {
-    socket.once("connect", () => resolve(socket));
-    socket.once("connect_error", (error) => {
-      // engine.io-client puts the `ws` error event ("Unexpected server response: 403") in `description`.
-      const description: unknown = "description" in error ? error.description : undefined;
-      const detail = typeof description === "object" && description !== null && "message" in description ? String(description.message) : "";
-      reject(new Error(`connect_error: ${error.message}: ${detail}`));
-    });
-  });
+  return socketIOManager(h, options);
 }
 
 interface WhoAmI {
