@@ -1,8 +1,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { isIPv4, type AddressInfo, type Socket } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import type { Writable } from "node:stream";
 import { getRequestListener } from "@hono/node-server";
 import { createApp } from "./app";
+import { addressGroup } from "./http/client-ip";
 import { createAuditLog, type AuditLog } from "./audit/log";
 import { OperatorActionWatcher } from "./admin/operator-watch";
 import { AccountStore } from "./auth/accounts";
@@ -355,25 +356,6 @@ export function capConnectionsPerAddress(server: Server, cap: number, audit: Aud
   });
 }
 
-/**
- * The unit one client is counted by: an IPv4 address (also when mapped into IPv6), or the
- * /64 of an IPv6 address, since one host usually has a whole /64 to pick addresses from.
- */
-export function addressGroup(address: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped?.[1] !== undefined) return mapped[1];
-  if (isIPv4(address) || !address.includes(":")) return address;
-  const bare = address.split("%")[0] ?? address;
-  const [head = "", tail] = bare.split("::");
-  const words = (part: string): string[] => (part === "" ? [] : part.split(":").flatMap((w) => (w.includes(".") ? ["0", "0"] : [w])));
-  const before = words(head);
-  const after = tail === undefined ? [] : words(tail);
-  const full = [...before, ...Array<string>(Math.max(0, 8 - before.length - after.length)).fill("0"), ...after];
-  return `${full
-    .slice(0, 4)
-    .map((w) => Number.parseInt(w, 16).toString(16))
-    .join(":")}::/64`;
-}
 
 /**
  * /readyz is unauthenticated and unthrottled, so without this every call would be one

@@ -1,6 +1,7 @@
 import type { Writable } from "node:stream";
 import type { Clock } from "../clock";
 import { hmacSHA256 } from "../crypto/hash";
+import { addressGroup } from "../http/client-ip";
 import { RefusalAggregator } from "./aggregate";
 import { DEFAULT_MAX_QUEUED_BYTES, DropReporter, FileDestination, StreamDestination, type AuditDestination } from "./destination";
 
@@ -100,6 +101,8 @@ const AGGREGATED_EVENTS: ReadonlySet<AuditEvent> = new Set([
   "ws.upgrade.refused",
   "request.refused",
   "logout.backchannel.refused",
+  // A login that fails before it knows anyone (no cookie, a wrong state) is as cheap to cause.
+  "login.failure",
 ]);
 // JSON.stringify escapes U+0000–U+001F (CR and LF among them) but not DEL, the C1 controls
 // (U+0085 NEL) or U+2028/U+2029, which some log viewers and JavaScript-era tools take as
@@ -148,7 +151,9 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   return {
     write(event, fields = {}) {
       const { sessionId, ...rest } = fields;
-      if (sessionId === undefined && AGGREGATED_EVENTS.has(event) && !aggregator.admit({ event, ...key(fields) }, clock.now())) {
+      // Only refusals of a client nobody knows: with a session or an account, each one counts.
+      const anonymous = sessionId === undefined && fields.accountId === undefined;
+      if (anonymous && AGGREGATED_EVENTS.has(event) && !aggregator.admit({ event, ...key(fields) }, clock.now())) {
         return;
       }
       const record: Record<string, unknown> = { event };
@@ -179,7 +184,8 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
 /** The aggregation key's fields, truncated like every other field. */
 function key(fields: { ip?: string; reason?: string; status?: number }): { ip?: string; reason?: string; status?: number } {
   return {
-    ...(fields.ip === undefined ? {} : { ip: truncate(fields.ip) }),
+    // An IPv6 /64 is one client here too, or rotating addresses would write one line each.
+    ...(fields.ip === undefined ? {} : { ip: truncate(addressGroup(fields.ip)) }),
     ...(fields.reason === undefined ? {} : { reason: truncate(fields.reason) }),
     ...(fields.status === undefined ? {} : { status: fields.status }),
   };

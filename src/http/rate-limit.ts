@@ -3,6 +3,7 @@ import type { AppEnv } from "../app-env";
 import type { AuditLog } from "../audit/log";
 import type { Clock } from "../clock";
 import type { RateLimitConfig } from "../config";
+import { addressGroup } from "./client-ip";
 import type { Metrics } from "../metrics/metrics";
 import { refuse } from "./errors";
 
@@ -68,7 +69,9 @@ export class RateLimiter {
 /** Refuses with 429 and `Retry-After` when the client's IP, or its session, is over `limiter`'s rate. */
 export function rateLimitMiddleware(name: string, limiter: RateLimiter, audit: AuditLog, metrics: Metrics): MiddlewareHandler<AppEnv> {
   return async function rateLimit(c, next) {
-    const keys = [`ip:${c.var.clientIP}`];
+    // An IPv6 /64 is one client: keyed on the full address, a host could rotate through its
+    // /64 for a fresh bucket on every request.
+    const keys = [`ip:${addressGroup(c.var.clientIP)}`];
     if (c.var.session !== null) {
       keys.push(`session:${c.var.session.id}`);
     }

@@ -7,7 +7,7 @@ import { SESSION_COOKIE, readCookie } from "../auth/cookies";
 import type { SessionStore } from "../auth/session";
 import type { Clock } from "../clock";
 import type { Config } from "../config";
-import { clientIP } from "../http/client-ip";
+import { addressGroup, clientIP } from "../http/client-ip";
 import { RateLimiter } from "../http/rate-limit";
 import { REQUEST_ID_HEADER, requestIdFrom } from "../http/request-id";
 import type { Metrics } from "../metrics/metrics";
@@ -135,7 +135,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       // Rate limit before any header is parsed (SECURITY.md I37) and before any database
       // work (H34): whatever a request costs past this line, one IP pays it a bounded
       // number of times.
-      const rate = upgradeLimiter.take(`ip:${ip}`);
+      const rate = upgradeLimiter.take(`ip:${addressGroup(ip)}`);
       if (!rate.allowed) {
         deps.metrics.rateLimited("upgrade");
         audit.write("ratelimit.hit", { reason: "upgrade", ip, requestId });

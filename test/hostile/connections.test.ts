@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ManualClock } from "../../src/clock";
 import { loadConfig } from "../../src/config";
-import { addressGroup, createHTTPServer, startPortcullis, type Portcullis } from "../../src/portcullis";
+import { addressGroup } from "../../src/http/client-ip";
+import { createHTTPServer, startPortcullis, type Portcullis } from "../../src/portcullis";
 import { AuditCapture, testKey } from "../fixtures/harness";
 import { until } from "../fixtures/wait";
 
