@@ -82,11 +82,21 @@ const STRIPPED_REQUEST_HEADERS = new Set([
   "cf-connecting-ip",
   "x-cluster-client-ip",
   "x-proxyuser-ip",
+  // X-Forwarded-For's cousins: the same claim under names that libraries such as the
+  // `request-ip` package, PHP helpers, ingress-nginx and Envoy read (review F3).
+  "x-forwarded",
+  "forwarded-for",
+  "x-original-forwarded-for",
+  "x-envoy-external-address",
+  // Scheme overrides: the BFF states the scheme in X-Forwarded-Proto.
+  "front-end-https",
+  "x-url-scheme",
 ]);
-// Any name whose last dash-separated word is an address (`…-ip`, `…-ipv6`, `…-addr`,
-// `x-azure-clientip`): a new CDN's variant of the family is stripped without a code change.
-// Anchored, no nested repetition: linear on any input (SECURITY.md I37).
-const CLIENT_ADDRESS_HEADER = /(?:^|-)(?:ip|ipv4|ipv6|addr|clientip|socketip)$/;
+// Any name whose last dash-separated word is an address or who it is for (`…-ip`,
+// `…-ipv6`, `…-addr`, `…-address`, `…-for`, `x-azure-clientip`): a new CDN's variant of
+// the family is stripped without a code change. Anchored, no nested repetition: linear on
+// any input (SECURITY.md I37).
+const CLIENT_ADDRESS_HEADER = /(?:^|-)(?:ip|ipv4|ipv6|addr|address|for|clientip|socketip)$/;
 const STRIPPED_RESPONSE_HEADERS = new Set([
   "connection",
   "keep-alive",

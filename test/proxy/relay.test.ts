@@ -155,6 +155,15 @@ describe("/api relay (CONTRACT.md Identity for upstreams, SECURITY.md D20–D21,
     ["x-proxyuser-ip", "6.6.6.6"],
     ["x-azure-clientip", "6.6.6.6"],
     ["X-Forwarded-Host", "evil.example"],
+    // The independent review's F3: X-Forwarded-For's cousins and scheme overrides.
+    ["x-forwarded", "for=6.6.6.6"],
+    ["forwarded-for", "6.6.6.6"],
+    ["x-original-forwarded-for", "6.6.6.6"],
+    ["x-envoy-external-address", "6.6.6.6"],
+    ["x-vendor-client-address", "6.6.6.6"],
+    ["x-something-for", "6.6.6.6"],
+    ["front-end-https", "on"],
+    ["x-url-scheme", "https"],
   ];
   it.each(overrideHeaders)("never sends the browser's %s upstream", async (name, value) => {
     const before = upstream.requests.length;
