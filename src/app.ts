@@ -19,6 +19,7 @@ import type { Database } from "./db/database";
 import { clientIP } from "./http/client-ip";
 import { errorHandler, jsonError, notFound } from "./http/errors";
 import { securityHeadersMiddleware } from "./http/headers";
+import { staticGuard } from "./http/static-guard";
 import { RateLimiter, rateLimitMiddleware } from "./http/rate-limit";
 import { requestIdMiddleware } from "./http/request-id";
 import type { Metrics } from "./metrics/metrics";
@@ -119,7 +120,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   // Behind the same headers and CSP as everything above: a studio's own built front-end
   // (STATIC_DIR) or the demo client. serveStatic refuses `..`, encoded dots and backslashes.
-  app.use("/*", serveStatic({ root: config.staticDir === null ? PUBLIC_DIR : resolve(config.staticDir) }));
+  const staticRoot = config.staticDir === null ? PUBLIC_DIR : resolve(config.staticDir);
+  app.use("/*", staticGuard(staticRoot));
+  app.use("/*", serveStatic({ root: staticRoot }));
   app.notFound(() => notFound());
   app.onError(
     errorHandler((error, c) => {

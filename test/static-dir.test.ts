@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -35,11 +35,34 @@ describe("STATIC_DIR: a studio's own built front-end behind the same headers (is
     writeFileSync(join(dist, "assets", "main-1a2b.js"), 'console.log("studio game");\n');
     // A file beside the folder, not in it: no request may reach it.
     writeFileSync(join(outside, "secret.txt"), "TOP-SECRET-BESIDE-DIST");
+    // What a build folder may carry by accident (the review's F5): dotfiles, and a link
+    // pointing out of the folder.
+    writeFileSync(join(dist, ".env"), "TOP-SECRET-DOTENV");
+    mkdirSync(join(dist, ".git"));
+    writeFileSync(join(dist, ".git", "config"), "TOP-SECRET-GIT");
+    symlinkSync(join(outside, "secret.txt"), join(dist, "assets", "linked.txt"));
+    writeFileSync(join(dist, "assets", "inside.txt"), "fine");
+    symlinkSync(join(dist, "assets", "inside.txt"), join(dist, "alias.txt"));
     h = await startHarness({ env: { STATIC_DIR: dist } });
   });
   afterAll(async () => {
     await h?.close();
     rmSync(outside, { recursive: true, force: true });
+  });
+
+  it.each(["/.env", "/%2eenv", "/.git/config", "/%2Egit/config", "/assets/linked.txt", "/assets/./linked.txt"])(
+    "answers %s with 404: no dotfile, no link out of the folder",
+    async (target) => {
+      const { status, text } = await rawGet(h.origin, target);
+      expect(status).toBe(404);
+      expect(text).not.toContain("TOP-SECRET");
+    },
+  );
+
+  it("still serves a link that stays inside the folder", async () => {
+    const response = await fetch(`${h.origin}/alias.txt`);
+    expect(response.status).toBe(200);
+    expect(await response.text()).toBe("fine");
   });
 
   it("serves the folder's index.html and assets with the CSP and the other fixed headers", async () => {
