@@ -38,7 +38,10 @@ interface Output {
 }
 
 /** Runs one command; returns the exit status. Exported for the test of its argument handling. */
-export function runCLI(argv: string[], env: Record<string, string | undefined>, out: Output): number {
+export function runCLI(argv: string[], env: Record<string, string | undefined>, raw: Output): number {
+  // Display names and user agents are the players' words: printed raw, an escape sequence
+  // in one could rewrite the operator's terminal (title, screen, a fake prompt; review F4).
+  const out: Output = { stdout: (text) => raw.stdout(terminalSafe(text)), stderr: (text) => raw.stderr(terminalSafe(text)) };
   let parsed;
   try {
     parsed = parseArgs({
@@ -164,6 +167,15 @@ function header(account: AccountSummary): string {
 
 function isoTimes(s: { createdAt: number; lastSeenAt: number; expiresAt: number }): Record<string, string> {
   return { createdAt: iso(s.createdAt), lastSeenAt: iso(s.lastSeenAt), expiresAt: iso(s.expiresAt) };
+}
+
+// C0 controls but line feed, DEL, the C1 controls (0x9b is a one-byte CSI) and the Unicode
+// line separators: what a terminal or a log viewer may act on instead of printing.
+const TERMINAL_CONTROLS = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029]/g;
+
+/** The text with every control character shown as `\u00XX`, line breaks kept. */
+export function terminalSafe(text: string): string {
+  return text.replace(TERMINAL_CONTROLS, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
 function iso(ms: number): string {

@@ -173,6 +173,24 @@ describe("the operator command against a running server", () => {
     }
   });
 
+  it("prints a player's display name and user agent with their control characters escaped (review F4)", async () => {
+    const { token } = await h.login("escape-artist");
+    const sessionId = token.split(".")[0] ?? "";
+    const row = h.bff.db.sqlite.prepare("SELECT account_id AS a FROM sessions WHERE id = ?").get(sessionId) as { a: string };
+    // What a hostile provider or browser could have stored: OSC (set title), CSI (clear), a
+    // one-byte C1 CSI, a bell, a carriage return to overwrite the line.
+    const hostile = "\u001b]0;owned\u0007\u001b[2J\u009b31m\rroot@prod:~# ";
+    h.bff.db.sqlite.prepare("UPDATE sessions SET user_agent = ? WHERE id = ?").run(hostile, sessionId);
+    h.bff.db.sqlite.prepare("UPDATE accounts SET display_name = ? WHERE id = ?").run(`Eve${hostile}`, row.a);
+    for (const format of [[], ["--json"]]) {
+      const out = { stdout: "", stderr: "" };
+      const code = runCLI(["sessions", "--account", row.a, ...format], { DATABASE_PATH: h.env.DATABASE_PATH }, { stdout: (l) => (out.stdout += l), stderr: (l) => (out.stderr += l) });
+      expect(code).toBe(0);
+      expect(out.stdout).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/);
+      expect(out.stdout).toContain("owned");
+    }
+  });
+
   it("explains itself with --help, and refuses a missing player or bad arguments (in process)", () => {
     const call = (...args: string[]): { code: number; stdout: string; stderr: string } => {
       const out = { stdout: "", stderr: "" };
