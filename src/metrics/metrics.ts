@@ -56,6 +56,7 @@ export type RefreshOutcome = "succeeded" | "refused" | "failed" | "no_refresh_to
 export const UPGRADE_OUTCOMES = [
   "accepted",
   "not_found",
+  "bad_path",
   "bad_upgrade",
   "method_not_allowed",
   "rate_limited",
