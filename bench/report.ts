@@ -92,7 +92,7 @@ export function renderReport(rows: Row[], scaling: ScalePoint[], context: Report
   }
   lines.push(
     "",
-    "## From 1 to 1,000 connections",
+    `## From ${(scaling[0]?.connections ?? 1).toLocaleString("en-US")} to ${(scaling.at(-1)?.connections ?? 1).toLocaleString("en-US")} connections`,
     "",
     `100-byte messages. Throughput: closed-loop echo round trips per second, 4 in flight per connection. Latency: round trip in ms at a fixed total of ${context.latencyRate.toLocaleString("en-US")} messages per second spread over all connections.`,
     "",
