@@ -165,7 +165,7 @@ export function apiRoutes(deps: APIRelayDeps): Hono<AppEnv> {
     // signature and no token refresh.
     let credential: string;
     if (route.credential.mode === "assertion") {
-      deps.refresher.checkIntact(session);
+      await deps.refresher.checkIntact(session);
       credential = deps.signer.sign({
         sub: account.id,
         sid: session.id,
