@@ -5,17 +5,13 @@ import { bodyLimit } from "hono/body-limit";
 import { serveStatic } from "@hono/node-server/serve-static";
 import type { AppEnv } from "./app-env";
 import type { AuditLog } from "./audit/log";
-import type { AccountStore } from "./auth/accounts";
 import { csrfMiddleware } from "./auth/csrf";
-import type { LoginAttemptStore } from "./auth/login-attempts";
 import { loginRoutes } from "./auth/login";
 import type { Provider } from "./auth/providers";
 import { sessionRoutes } from "./auth/routes";
-import type { SessionStore } from "./auth/session";
 import { sessionMiddleware } from "./auth/session-middleware";
 import type { Clock } from "./clock";
 import type { Config } from "./config";
-import type { Database } from "./db/database";
 import { clientIP } from "./http/client-ip";
 import { errorHandler, jsonError, notFound } from "./http/errors";
 import { securityHeadersMiddleware } from "./http/headers";
@@ -24,13 +20,12 @@ import { RateLimiter, rateLimitMiddleware } from "./http/rate-limit";
 import { requestIdMiddleware } from "./http/request-id";
 import type { Metrics } from "./metrics/metrics";
 import type { AssertionSigner } from "./proxy/assertion";
+import type { Store } from "./store/types";
 
 export interface AppDeps {
   config: Config;
-  db: Database;
-  sessions: SessionStore;
-  accounts: AccountStore;
-  attempts: LoginAttemptStore;
+  /** Sessions, accounts, logins in progress: whichever engine runs (STYLE.md 13). */
+  store: Store;
   providers: Map<string, Provider>;
   signer: AssertionSigner;
   audit: AuditLog;
@@ -74,7 +69,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   });
   app.use("/auth/*", limitBody);
   app.use("/api/*", limitBody);
-  const session = sessionMiddleware(deps.sessions, deps.accounts);
+  const { store } = deps;
+  const session = sessionMiddleware(store.sessions, store.accounts);
   app.use("/auth/*", session);
   app.use("/api/*", session);
   // Rate limits before CSRF: a refusal must cost its sender a token too, or a flood of
@@ -90,13 +86,15 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.use("/auth/*", csrf);
   app.use("/api/*", csrf);
 
-  app.route("/auth", loginRoutes(deps));
-  app.route("/auth", sessionRoutes(deps));
+  app.route("/auth", loginRoutes({ ...deps, attempts: store.loginAttempts, accounts: store.accounts, sessions: store.sessions }));
+  app.route("/auth", sessionRoutes({ ...deps, sessions: store.sessions }));
   deps.mount?.(app);
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.get("/readyz", async (c) => {
-    const database = deps.db.isHealthy();
+    // The database answers, and (with more than one node) this node hears the others'
+    // session ends: a node cut off from them must not take traffic (issue 13).
+    const database = (await store.isHealthy()) && store.events.connected;
     const backend = await deps.isBackendReady();
     // Identity providers whose discovery is still being retried: their logins answer 503.
     // Names only: the reason (URLs, errors) is for the operator's log, not this open route.

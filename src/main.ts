@@ -1,13 +1,10 @@
 import { resolve } from "node:path";
 import { ConfigError, readEnvironment, type Config } from "./config";
-import { startDemoGame } from "./demo/game";
-import { createGameAPI } from "./demo/game-api";
 import { startDemoIdP, type DemoIdP } from "./demo/idp";
 import { withLobbyRoute } from "./demo/lobby";
 import { loadOrCreateDemoSecrets } from "./demo/secrets";
+import { demoClient, demoProvider, startDemoGameFor } from "./demo/services";
 import { checkConfiguration, startPortcullis } from "./portcullis";
-
-const DEMO_CLIENT_ID = "portcullis-demo";
 
 /** Start-up: every configuration problem at once → (demo parts) → startPortcullis → signals. */
 async function main(): Promise<void> {
@@ -29,34 +26,14 @@ async function main(): Promise<void> {
     keys = secrets;
     const idp: DemoIdP = await startDemoIdP({
       port: config.demo.idpPort,
-      clients: [
-        {
-          clientId: DEMO_CLIENT_ID,
-          clientSecret: secrets.demoClientSecret,
-          redirectURIs: [`${config.publicOrigin}/auth/callback/demo`],
-          postLogoutRedirectURIs: [`${config.publicOrigin}/`],
-          backchannelLogoutURI: `${config.publicOrigin}/auth/backchannel-logout/demo`,
-        },
-      ],
+      clients: [demoClient(config.publicOrigin, secrets.demoClientSecret)],
       cookieKeys: secrets.idpCookieKeys,
       askNameEveryLogin: true,
     });
     stops.push(() => idp.close());
     config = {
       ...config,
-      providers: [
-        {
-          kind: "oidc",
-          name: "demo",
-          label: "Demo",
-          issuer: idp.issuer,
-          clientId: DEMO_CLIENT_ID,
-          clientSecret: secrets.demoClientSecret,
-          scopes: ["openid", "profile", "offline_access"],
-          prompt: [],
-          nameClaim: null,
-        },
-      ],
+      providers: [demoProvider(idp.issuer, secrets.demoClientSecret)],
     };
     const game = await startDemoGameIfPresent(config);
     if (game !== null) {
@@ -100,16 +77,7 @@ async function main(): Promise<void> {
 /** The demo game backend on 127.0.0.1, unless GAME_BACKEND_URL names a real one. */
 async function startDemoGameIfPresent(config: Config): Promise<{ url: string; close: () => Promise<void> } | null> {
   if (config.demo === null || config.gameBackendURL !== null) return null;
-  return startDemoGame({
-    port: config.demo.gamePort,
-    host: "127.0.0.1",
-    // The BFF listens only after the game does: the verifier fetches the JWKS lazily.
-    jwksURL: `${config.publicOrigin}/.well-known/jwks.json`,
-    issuer: config.publicOrigin,
-    // An explicit GAME_BACKEND_AUDIENCE must be what the game expects too, or every upgrade is a 502.
-    ...(config.gameBackendAudience === null ? {} : { audience: config.gameBackendAudience }),
-    httpHandler: createGameAPI(),
-  });
+  return startDemoGameFor({ publicOrigin: config.publicOrigin, port: config.demo.gamePort, audience: config.gameBackendAudience });
 }
 
 main().catch((error: unknown) => {

@@ -6,18 +6,13 @@ import { createApp } from "./app";
 import { addressGroup } from "./http/client-ip";
 import { createAuditLog, type AuditLog } from "./audit/log";
 import { OperatorActionWatcher } from "./admin/operator-watch";
-import { AccountStore } from "./auth/accounts";
 import { backchannelLogoutRoutes } from "./auth/backchannel-logout";
-import { LogoutTokenJTIStore } from "./auth/logout-token";
-import { LoginAttemptStore } from "./auth/login-attempts";
 import { createProviders, type Provider, type Timers } from "./auth/providers";
-import { SessionStore } from "./auth/session";
-import { SessionEvents } from "./auth/session-events";
 import { secureRandomBytes, systemClock, type Clock, type RandomBytes } from "./clock";
 import { ConfigError, readConfig, type Config, type NamedKey } from "./config";
 import { hmacSHA256 } from "./crypto/hash";
 import { TokenCipher } from "./crypto/token-cipher";
-import { openDatabase, type Database } from "./db/database";
+import { openDatabase } from "./db/database";
 import { demoAssetRoutes } from "./demo/assets";
 import { answerClientErrors, refusalBeforeApp, refusedForMissingHost } from "./http/errors";
 import { securityHeaderList } from "./http/headers";
@@ -30,8 +25,10 @@ import { loadUpstreams, readUpstreams } from "./proxy/upstreams";
 import { createUpgradeGate } from "./ws/gate";
 import { longPollingRoutes } from "./ws/polling";
 import { GOING_AWAY, SocketRegistry } from "./ws/registry";
+import { createPostgresStore } from "./store/postgres";
+import { createSqliteStore, type SqliteHandles } from "./store/sqlite";
+import type { Store } from "./store/types";
 import { wsTicketRoutes } from "./ws/ticket-route";
-import { TicketStore } from "./ws/tickets";
 
 export interface PortcullisOptions {
   clock?: Clock;
@@ -61,14 +58,14 @@ export interface Portcullis {
   server: Server;
   /** `http://host:port` the server actually listens on. */
   url: string;
-  db: Database;
-  sessions: SessionStore;
-  events: SessionEvents;
+  /** Everything kept between requests, on whichever engine the configuration chose. */
+  store: Store;
+  /** The embedded engine's file and classes, for tests that look inside; null on PostgreSQL. */
+  sqlite: SqliteHandles | null;
   audit: AuditLog;
   signer: AssertionSigner;
   cipher: TokenCipher;
   providers: Map<string, Provider>;
-  tickets: TicketStore;
   registry: SocketRegistry;
   metrics: Metrics;
   /** `http://host:port` of the metrics listener; null when METRICS_PORT is unset. */
@@ -116,7 +113,6 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
   });
   await discovery.firstAttempts;
   const providers = discovery.all;
-  const db = openDatabase(config.databasePath);
   // The audit log names sessions by a keyed hash; the key is derived from the first token key.
   const audit = createAuditLog({
     stream: options.auditStream,
@@ -126,35 +122,53 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
     clock,
   });
   const cipher = new TokenCipher(tokenKeys, randomBytes);
-  const events = new SessionEvents();
+  const report = options.report ?? ((line: string): void => void process.stderr.write(`${line}\n`));
+  const storeOptions = {
+    cipher,
+    audit,
+    clock,
+    randomBytes,
+    sessions: { idleTimeoutSeconds: config.sessionIdleTimeoutSeconds, absoluteTimeoutSeconds: config.sessionAbsoluteTimeoutSeconds },
+    ticketTTLSeconds: config.wsTicketTTLSeconds,
+  };
+  // The one place that knows which engine runs: DATABASE_URL chooses PostgreSQL (any
+  // number of nodes on one database), else the SQLite file. Everything below gets `store`.
+  const sqliteDb = config.postgres === null ? openDatabase(config.databasePath) : null;
+  let store: Store | null = null;
   // Off (a no-op object, nothing wrapped, no listener) unless METRICS_PORT is set. Made
-  // before the stores, so the statements they prepare once are timed too.
-  const metricsSetup = await startMetrics(config, { db, events, clock, upstreams: upstreams.map((route) => route.prefix), routes: config.wsRoutes.map((route) => route.path) });
-  const { metrics } = metricsSetup;
-  const sessions = new SessionStore(db, cipher, events, audit, clock, randomBytes, {
-    idleTimeoutSeconds: config.sessionIdleTimeoutSeconds,
-    absoluteTimeoutSeconds: config.sessionAbsoluteTimeoutSeconds,
+  // before the SQLite store, so the statements it prepares once are timed too.
+  const metricsSetup = await startMetrics(config, {
+    countLiveSessions: () => store?.sessions.countLive() ?? Promise.resolve(0),
+    sqlite: sqliteDb?.sqlite ?? null,
+    upstreams: upstreams.map((route) => route.prefix),
+    routes: config.wsRoutes.map((route) => route.path),
   });
-  const accounts = new AccountStore(db, clock, randomBytes);
-  const attempts = new LoginAttemptStore(db, cipher, clock, randomBytes);
+  const { metrics } = metricsSetup;
+  const sqlite = sqliteDb === null ? null : createSqliteStore({ ...storeOptions, db: sqliteDb });
+  store =
+    config.postgres === null
+      ? (sqlite ?? failNoStore())
+      : await createPostgresStore({
+          ...storeOptions,
+          postgres: config.postgres,
+          // A lost listener, a NOTIFY that failed: the operator's log, never the audit log.
+          onError: (error) => report(`database: ${error instanceof Error ? error.message : String(error)}`),
+        });
+  metricsSetup.observe(store.events);
   const signer = new AssertionSigner(signingKeys, config.publicOrigin, clock, randomBytes);
-  const refresher = new TokenRefresher(sessions, providers, audit, clock, metrics);
-  sessions.setGrantRevoker((grant) => refresher.revokeGrant(grant));
-  const tickets = new TicketStore(db, clock, randomBytes, config.wsTicketTTLSeconds);
-  const registry = new SocketRegistry(events, sessions);
+  const refresher = new TokenRefresher(store.sessions, store.refreshLease, providers, audit, clock, metrics);
+  store.sessions.setGrantRevoker((grant) => refresher.revokeGrant(grant));
+  // Closes this node's sockets of every session that ends, here or (PostgreSQL) on any node.
+  const registry = new SocketRegistry(store.events, store.sessions, store.socketSlots);
   registry.start({ heartbeatMs: options.ws?.heartbeatMs ?? HEARTBEAT_MS, recheckMs: options.ws?.recheckMs ?? RECHECK_MS });
-  const logoutTokenJTIs = new LogoutTokenJTIStore(db, clock);
   // The operator's command runs as another process: its blocks and ended sessions reach
   // this one through the database (src/admin/operator-watch.ts).
-  const operatorActions = new OperatorActionWatcher(db, sessions, audit, clock);
+  const operatorActions = new OperatorActionWatcher(store.operatorActions, store.sessions, audit);
   operatorActions.start({ pollMs: options.operatorPollMs });
 
   const app = createApp({
     config,
-    db,
-    sessions,
-    accounts,
-    attempts,
+    store,
     providers,
     signer,
     audit,
@@ -162,8 +176,11 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
     metrics,
     isBackendReady: cachedProbe(() => probe(config.gameBackendURL), clock),
     mount: (app) => {
-      app.route("/auth", wsTicketRoutes({ tickets, audit }));
-      app.route("/auth", backchannelLogoutRoutes({ providers, sessions, accounts, jtis: logoutTokenJTIs, audit, clock, fetch: options.fetch }));
+      app.route("/auth", wsTicketRoutes({ tickets: store.tickets, audit }));
+      app.route(
+        "/auth",
+        backchannelLogoutRoutes({ providers, sessions: store.sessions, accounts: store.accounts, jtis: store.logoutTokenJTIs, audit, clock, fetch: options.fetch }),
+      );
       app.route(
         "/api",
         apiRoutes({
@@ -178,7 +195,7 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
         }),
       );
       if (!config.production) app.route("/", demoAssetRoutes());
-      app.route("/", longPollingRoutes({ config, sessions, accounts, registry, signer, audit, clock, metrics, timeoutMs: options.upstreamTimeoutMs }));
+      app.route("/", longPollingRoutes({ config, sessions: store.sessions, accounts: store.accounts, registry, signer, audit, clock, metrics, timeoutMs: options.upstreamTimeoutMs }));
     },
   });
 
@@ -206,9 +223,10 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
     "upgrade",
     createUpgradeGate({
       config,
-      sessions,
-      accounts,
-      tickets,
+      sessions: store.sessions,
+      accounts: store.accounts,
+      tickets: store.tickets,
+      socketSlots: store.socketSlots,
       registry,
       signer,
       audit,
@@ -226,11 +244,14 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
   const address = server.address() as AddressInfo;
   const url = `http://${address.family === "IPv6" ? `[${address.address}]` : address.address}:${address.port}`;
 
+  // One sweep at a time; a database that cannot answer now is swept next time.
+  let sweeping: Promise<unknown> | null = null;
   const sweeper = setInterval(() => {
-    sessions.sweepExpired();
-    tickets.sweep();
-    logoutTokenJTIs.sweep();
-    operatorActions.sweep();
+    if (sweeping !== null) return;
+    const running = store;
+    sweeping = Promise.allSettled([running.sessions.sweepExpired(), running.tickets.sweep(), running.logoutTokenJTIs.sweep(), operatorActions.sweep()]).finally(() => {
+      sweeping = null;
+    });
   }, SWEEP_INTERVAL_MS);
   sweeper.unref();
   audit.write("server.started", { detail: `listening on ${url} for ${config.publicOrigin}` });
@@ -239,14 +260,12 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
     config,
     server,
     url,
-    db,
-    sessions,
-    events,
+    store,
+    sqlite,
     audit,
     signer,
     cipher,
     providers,
-    tickets,
     registry,
     metrics,
     metricsURL: metricsSetup.listener?.url ?? null,
@@ -273,12 +292,17 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
       });
       // Refresh-token revocations already started (SECURITY.md I43) get a short, bounded
       // wait: a provider that hangs must not hold the shutdown.
-      await Promise.race([sessions.revocationsSettled(), new Promise((resolve) => setTimeout(resolve, REVOCATION_GRACE_MS).unref())]);
+      await sweeping;
+      await Promise.race([store.sessions.revocationsSettled(), new Promise((resolve) => setTimeout(resolve, REVOCATION_GRACE_MS).unref())]);
       await metricsSetup.close();
       await audit.close();
-      db.close();
+      await store.close();
     },
   };
+}
+
+function failNoStore(): never {
+  throw new Error("the store is not open yet");
 }
 
 /**

@@ -3,16 +3,15 @@ import type { AppEnv } from "../app-env";
 import type { AuditLog } from "../audit/log";
 import type { Clock } from "../clock";
 import { refuse } from "../http/errors";
-import type { AccountStore } from "./accounts";
-import { LogoutTokenError, LogoutTokenVerifier, type LogoutTokenJTIStore } from "./logout-token";
+import type { AccountRepository, LogoutTokenJTIRepository, SessionRepository } from "../store/types";
+import { LogoutTokenError, LogoutTokenVerifier } from "./logout-token";
 import type { Provider } from "./providers";
-import type { SessionStore } from "./session";
 
 export interface BackchannelLogoutDeps {
   providers: Map<string, Provider>;
-  sessions: SessionStore;
-  accounts: AccountStore;
-  jtis: LogoutTokenJTIStore;
+  sessions: SessionRepository;
+  accounts: AccountRepository;
+  jtis: LogoutTokenJTIRepository;
   audit: AuditLog;
   clock: Clock;
   /** Fetches the providers' JWKS (tests inject nothing; the global fetch by default). */
@@ -87,9 +86,9 @@ export function backchannelLogoutRoutes(deps: BackchannelLogoutDeps): Hono<AppEn
     // 2.7: a `sub` names the user at this issuer; a `sid` names one provider session. A
     // subject we have never seen has no session here: nothing to end, and still a 200 (the
     // logout "succeeded": there is nothing of that user left).
-    const accountId = token.subject === null ? null : deps.accounts.findIdByIdentity(provider.issuer, token.subject);
+    const accountId = token.subject === null ? null : await deps.accounts.findIdByIdentity(provider.issuer, token.subject);
     const ended =
-      token.subject !== null && accountId === null ? 0 : deps.sessions.endByProviderSession(provider.name, { sid: token.sid, accountId });
+      token.subject !== null && accountId === null ? 0 : await deps.sessions.endByProviderSession(provider.name, { sid: token.sid, accountId });
     deps.audit.write("logout.backchannel.accepted", {
       provider: provider.name,
       ...(accountId === null ? {} : { accountId }),

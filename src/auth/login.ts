@@ -1,12 +1,11 @@
 import { Hono, type Context } from "hono";
 import type { AppEnv } from "../app-env";
 import type { AuditLog } from "../audit/log";
-import type { AccountStore } from "./accounts";
 import { LOGIN_COOKIE, SESSION_COOKIE, expiredLoginCookie, loginCookie, readCookie, sessionCookie } from "./cookies";
-import { LOGIN_ATTEMPT_TTL_SECONDS, type LoginAttemptStore } from "./login-attempts";
+import { LOGIN_ATTEMPT_TTL_SECONDS } from "./login-attempts";
 import { ProviderError, type Provider } from "./providers";
 import { sanitizeReturnTo } from "./return-to";
-import type { SessionStore } from "./session";
+import type { AccountRepository, LoginAttemptRepository, SessionRepository } from "../store/types";
 import type { Clock } from "../clock";
 import type { Metrics } from "../metrics/metrics";
 import { refuse } from "../http/errors";
@@ -18,9 +17,9 @@ export interface LoginDeps {
   /** For the failure page: a plain-http origin explains why the browser dropped the cookies. */
   config?: { publicOrigin: string };
   providers: Map<string, Provider>;
-  attempts: LoginAttemptStore;
-  accounts: AccountStore;
-  sessions: SessionStore;
+  attempts: LoginAttemptRepository;
+  accounts: AccountRepository;
+  sessions: SessionRepository;
   audit: AuditLog;
   clock: Clock;
   metrics: Metrics;
@@ -33,7 +32,7 @@ const CALLBACK_PARAMETERS = ["state", "code", "iss", "error", "error_description
 export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
   const routes = new Hono<AppEnv>();
 
-  routes.get("/login/:provider", (c) => {
+  routes.get("/login/:provider", async (c) => {
     const provider = deps.providers.get(c.req.param("provider"));
     if (provider === undefined) {
       refuse(404, "unknown_provider", "No such identity provider.");
@@ -52,7 +51,7 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
     // it (RFC 6265bis 8.8). The session it names ends when this login succeeds: logging
     // in again never leaves the earlier session alive behind the player's back (ASVS 7.2.4).
     const current = c.var.session;
-    const { handle, attempt } = deps.attempts.start({
+    const { handle, attempt } = await deps.attempts.start({
       provider: provider.name,
       returnTo,
       handle: readCookie(c.req.header("cookie"), LOGIN_COOKIE),
@@ -73,15 +72,15 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
     const handle = readCookie(c.req.header("cookie"), LOGIN_COOKIE);
     // The login-state cookie goes with the browser's last login in progress: expired on
     // every answer once no other login of this browser is waiting for its callback.
-    const settleLoginCookie = (): void => {
-      if (handle === null || deps.attempts.pending(handle) === 0) {
+    const settleLoginCookie = async (): Promise<void> => {
+      if (handle === null || (await deps.attempts.pending(handle)) === 0) {
         c.header("Set-Cookie", expiredLoginCookie(), { append: true });
       }
     };
     // `reason` (with `detail`) is for the audit log; the player sees what `kind` says to do.
-    const fail = (kind: LoginFailureReason, reason: string, detail?: string): Response => {
+    const fail = async (kind: LoginFailureReason, reason: string, detail?: string): Promise<Response> => {
       deps.audit.write("login.failure", { provider: provider.name, reason, ip: c.var.clientIP, requestId: c.var.requestId, ...(detail ? { detail } : {}) });
-      settleLoginCookie();
+      await settleLoginCookie();
       return failurePage(c, kind, provider);
     };
 
@@ -105,7 +104,7 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
     // attempt this state names goes: the browser's other logins stay.
     let attempt;
     try {
-      attempt = deps.attempts.consume(handle, state);
+      attempt = await deps.attempts.consume(handle, state);
     } catch (error) {
       if (error instanceof DecryptionError) {
         deps.audit.write("crypto.decrypt.failed", { reason: "login attempt", detail: error.message, requestId: c.var.requestId });
@@ -143,11 +142,11 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
       }
       throw error;
     }
-    const { account, created } = deps.accounts.findOrCreate(result.identity, provider.name);
+    const { account, created } = await deps.accounts.findOrCreate(result.identity, provider.name);
     // An operator's block keeps the account out (npm run portcullis -- block): no session.
-    if (deps.accounts.isBlocked(account.id)) {
+    if (await deps.accounts.isBlocked(account.id)) {
       deps.audit.write("login.failure", { provider: provider.name, accountId: account.id, reason: "account blocked", ip: c.var.clientIP });
-      settleLoginCookie();
+      await settleLoginCookie();
       return blockedPage(c);
     }
 
@@ -157,14 +156,14 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
     // a non-browser client). Either is ended, never adopted; its sockets close and its
     // refresh token is revoked by the store.
     if (attempt.previousSession !== null) {
-      deps.sessions.end(attempt.previousSession.id, attempt.previousSession.accountId, "replaced");
+      await deps.sessions.end(attempt.previousSession.id, attempt.previousSession.accountId, "replaced");
     }
     const previous = readCookie(c.req.header("cookie"), SESSION_COOKIE);
-    const previousSession = previous === null ? null : deps.sessions.validate(previous, { slide: false });
+    const previousSession = previous === null ? null : await deps.sessions.validate(previous, { slide: false });
     if (previousSession !== null) {
-      deps.sessions.end(previousSession.id, previousSession.accountId, "replaced");
+      await deps.sessions.end(previousSession.id, previousSession.accountId, "replaced");
     }
-    const { session, token } = deps.sessions.create({
+    const { session, token } = await deps.sessions.create({
       accountId: account.id,
       provider: provider.name,
       userAgent: c.req.header("user-agent") ?? "",
@@ -180,7 +179,7 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
       requestId: c.var.requestId,
       ...(created ? { detail: "account created" } : {}),
     });
-    settleLoginCookie();
+    await settleLoginCookie();
     c.header("Set-Cookie", sessionCookie(token, (session.expiresAt - deps.clock.now()) / 1000), { append: true });
     return continuePage(c, attempt.returnTo);
   });

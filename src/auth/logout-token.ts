@@ -3,6 +3,7 @@ import { lte, sql } from "drizzle-orm";
 import type { Clock } from "../clock";
 import type { Database } from "../db/database";
 import { logoutTokenJTIs } from "../db/schema";
+import type { LogoutTokenJTIRepository } from "../store/types";
 
 /** OIDC Back-Channel Logout 1.0 2.4: the event a logout token must carry. */
 export const BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout";
@@ -51,7 +52,7 @@ export interface LogoutTokenVerifierOptions {
   clientId: string;
   jwksURI: string;
   clock: Clock;
-  jtis: LogoutTokenJTIStore;
+  jtis: LogoutTokenJTIRepository;
   fetch?: typeof fetch;
 }
 
@@ -121,7 +122,7 @@ export class LogoutTokenVerifier {
       throw new LogoutTokenError("no jti or iat");
     }
     const rememberUntil = (iat + LOGOUT_TOKEN_MAX_AGE_SECONDS + 2 * LOGOUT_TOKEN_SKEW_SECONDS) * 1000;
-    if (!this.options.jtis.remember(this.options.issuer, jti, rememberUntil)) {
+    if (!(await this.options.jtis.remember(this.options.issuer, jti, rememberUntil))) {
       throw new LogoutTokenError("jti already used (replay)");
     }
     return { issuer: this.options.issuer, subject, sid, jti };

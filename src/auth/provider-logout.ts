@@ -3,7 +3,8 @@ import type { AppEnv } from "../app-env";
 import type { AuditLog } from "../audit/log";
 import { DecryptionError } from "../crypto/token-cipher";
 import type { Provider } from "./providers";
-import type { Session, SessionStore } from "./session";
+import type { Session } from "./session";
+import type { SessionRepository } from "../store/types";
 
 /**
  * Whether `POST /auth/logout` asks to leave the provider too: `?provider=1`, or a JSON body
@@ -35,15 +36,15 @@ export async function asksForProviderLogout(c: Context<AppEnv>): Promise<boolean
  * the answer carrying it is `no-store`. `client_id` is sent too, for providers that want
  * it, and the redirect goes back to PUBLIC_ORIGIN, which must be registered there.
  */
-export function providerLogoutURL(
+export async function providerLogoutURL(
   session: Session,
-  deps: { providers: Map<string, Provider>; sessions: SessionStore; audit: AuditLog; publicOrigin: string },
-): string | null {
+  deps: { providers: Map<string, Provider>; sessions: SessionRepository; audit: AuditLog; publicOrigin: string },
+): Promise<string | null> {
   const provider = deps.providers.get(session.provider);
   if (provider === undefined || provider.endSessionEndpoint === null) return null;
   let idToken: string | null = null;
   try {
-    idToken = deps.sessions.readTokens(session.id)?.idToken ?? null;
+    idToken = (await deps.sessions.readTokens(session.id))?.idToken ?? null;
   } catch (error) {
     if (!(error instanceof DecryptionError)) throw error;
     // The session ends anyway; the provider's page then asks the player who they are.

@@ -3,13 +3,14 @@ import type { AppEnv } from "../app-env";
 import type { Account } from "./accounts";
 import { expiredSessionCookie } from "./cookies";
 import type { Provider } from "./providers";
-import type { Session, SessionStore } from "./session";
+import type { Session } from "./session";
+import type { SessionRepository } from "../store/types";
 import { refuse } from "../http/errors";
 import type { AuditLog } from "../audit/log";
 import { asksForProviderLogout, providerLogoutURL } from "./provider-logout";
 
 export interface SessionRouteDeps {
-  sessions: SessionStore;
+  sessions: SessionRepository;
   providers: Map<string, Provider>;
   audit: AuditLog;
   config: { publicOrigin: string };
@@ -51,11 +52,11 @@ export function sessionRoutes(deps: SessionRouteDeps): Hono<AppEnv> {
     // goes with the session row, so it is read first (OIDC RP-Initiated Logout 1.0).
     const withProvider = await asksForProviderLogout(c);
     const logoutURL = withProvider
-      ? providerLogoutURL(session, { ...deps, publicOrigin: deps.config.publicOrigin })
+      ? await providerLogoutURL(session, { ...deps, publicOrigin: deps.config.publicOrigin })
       : null;
     // The row goes first and the answer does not wait for the provider: whatever it says,
     // this session is over (ASVS 7.4.1). The store revokes the refresh token (best effort).
-    deps.sessions.end(session.id, session.accountId, "logout");
+    await deps.sessions.end(session.id, session.accountId, "logout");
     c.header("Set-Cookie", expiredSessionCookie());
     c.header("Clear-Site-Data", '"cookies"');
     if (!withProvider) {
@@ -71,11 +72,11 @@ export function sessionRoutes(deps: SessionRouteDeps): Hono<AppEnv> {
     return c.json({ providerLogoutURL: logoutURL });
   });
 
-  routes.get("/sessions", (c) => {
+  routes.get("/sessions", async (c) => {
     const { session, account } = requireSession(c);
     c.set("noStore", true);
     return c.json({
-      sessions: deps.sessions.list(account.id, session.id).map((s) => ({
+      sessions: (await deps.sessions.list(account.id, session.id)).map((s) => ({
         id: s.id,
         createdAt: new Date(s.createdAt).toISOString(),
         lastSeenAt: new Date(s.lastSeenAt).toISOString(),
@@ -85,11 +86,11 @@ export function sessionRoutes(deps: SessionRouteDeps): Hono<AppEnv> {
     });
   });
 
-  routes.delete("/sessions/:id", (c) => {
+  routes.delete("/sessions/:id", async (c) => {
     const { session, account } = requireSession(c);
     const target = c.req.param("id");
     // Another user's session id looks exactly like an unknown one: 404, nothing revealed.
-    if (!deps.sessions.revoke(account.id, target, "revoked")) {
+    if (!(await deps.sessions.revoke(account.id, target, "revoked"))) {
       refuse(404, "not_found", "No such session.");
     }
     if (target === session.id) {
@@ -98,9 +99,9 @@ export function sessionRoutes(deps: SessionRouteDeps): Hono<AppEnv> {
     return c.body(null, 204);
   });
 
-  routes.delete("/sessions", (c) => {
+  routes.delete("/sessions", async (c) => {
     const { session, account } = requireSession(c);
-    deps.sessions.revokeOthers(account.id, session.id);
+    await deps.sessions.revokeOthers(account.id, session.id);
     return c.body(null, 204);
   });
 

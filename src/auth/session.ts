@@ -75,6 +75,7 @@ export type TokenField = "access_token" | "refresh_token" | "id_token";
 export class SessionStore {
   private readonly selectById: Statement<[string], SessionRow | undefined>;
   private readonly touchStatement: Statement<[{ at: number; id: string; throttle: number; idle: number }]>;
+  private readonly countLiveStatement: Statement<[number, number], { n: number }>;
   private readonly idleMs: number;
   private readonly absoluteMs: number;
   private revoker: GrantRevoker | null = null;
@@ -104,6 +105,16 @@ export class SessionStore {
     this.touchStatement = db.sqlite.prepare(
       "UPDATE sessions SET last_seen_at = @at WHERE id = @id AND last_seen_at <= @at - @throttle AND last_seen_at + @idle > @at",
     );
+    this.countLiveStatement = db.sqlite.prepare("SELECT count(*) AS n FROM sessions WHERE expires_at > ? AND last_seen_at > ?") as Statement<
+      [number, number],
+      { n: number }
+    >;
+  }
+
+  /** Sessions neither idle nor past their absolute expiry now (the metrics gauge). */
+  countLive(): number {
+    const now = this.clock.now();
+    return this.countLiveStatement.get(now, now - this.idleMs)?.n ?? 0;
   }
 
   /** Creates a new session (never reuses one: ASVS 7.2.4) and returns it with its token. */

@@ -54,8 +54,14 @@ export const sessions = pgTable(
     idToken: text("id_token"),
     /** Bumped by every token refresh: a compare-and-swap so two writers cannot both refresh. */
     version: integer("version").notNull().default(0),
+    /** The provider's own session id (the ID token's `sid`), for back-channel logout. */
+    providerSid: text("provider_sid"),
   },
-  (table) => [index("sessions_account").on(table.accountId), index("sessions_expires").on(table.expiresAt)],
+  (table) => [
+    index("sessions_account").on(table.accountId),
+    index("sessions_expires").on(table.expiresAt),
+    index("sessions_provider_sid").on(table.provider, table.providerSid),
+  ],
 );
 
 /** A login in progress; see ./schema.ts. `seq` orders a browser's attempts as SQLite's rowid does. */
@@ -103,3 +109,66 @@ export const refreshLeases = pgTable("refresh_leases", {
   holder: text("holder").notNull(),
   expiresAt: millis("expires_at").notNull(),
 });
+
+/** The `jti` of every back-channel logout token accepted; see ./schema.ts. */
+export const logoutTokenJTIs = pgTable(
+  "logout_token_jtis",
+  {
+    issuer: text("issuer").notNull(),
+    jti: text("jti").notNull(),
+    expiresAt: millis("expires_at").notNull(),
+  },
+  (table) => [primaryKey({ columns: [table.issuer, table.jti] }), index("logout_token_jtis_expires").on(table.expiresAt)],
+);
+
+/** Accounts an operator has blocked: no login, no session, no socket. */
+export const accountBlocks = pgTable("account_blocks", {
+  accountId: text("account_id")
+    .primaryKey()
+    .references(() => accounts.id, { onDelete: "cascade" }),
+  blockedAt: millis("blocked_at").notNull(),
+  blockedBy: text("blocked_by").notNull(),
+  reason: text("reason").notNull(),
+});
+
+/**
+ * What the operator's command did; see ./schema.ts. On PostgreSQL the command NOTIFYs
+ * `portcullis_operator_actions` in the same transaction, and whichever node claims a row
+ * first (FOR UPDATE SKIP LOCKED) handles it; the session ends reach every node on the bus.
+ */
+export const operatorActions = pgTable(
+  "operator_actions",
+  {
+    id: bigint("id", { mode: "number" }).primaryKey().generatedAlwaysAsIdentity(),
+    action: text("action").notNull(),
+    accountId: text("account_id").notNull(),
+    sessionId: text("session_id"),
+    provider: text("provider"),
+    refreshToken: text("refresh_token"),
+    operator: text("operator").notNull(),
+    detail: text("detail"),
+    at: millis("at").notNull(),
+    handledAt: millis("handled_at"),
+  },
+  (table) => [index("operator_actions_pending").on(table.handledAt)],
+);
+
+/**
+ * The WebSocket connections open on every node, one row per socket, so
+ * WS_MAX_SOCKETS_PER_SESSION holds across nodes (SECURITY.md I41). A node claims a row under
+ * the session row's lock (so two nodes cannot both take the last slot), deletes it when the
+ * socket closes, and renews `expires_at` for all of its rows on every registry recheck; the
+ * rows of a node that died (kill -9) lapse at `expires_at` and stop counting.
+ */
+export const liveSockets = pgTable(
+  "live_sockets",
+  {
+    id: text("id").primaryKey(),
+    sessionId: text("session_id")
+      .notNull()
+      .references(() => sessions.id, { onDelete: "cascade" }),
+    node: text("node").notNull(),
+    expiresAt: millis("expires_at").notNull(),
+  },
+  (table) => [index("live_sockets_session").on(table.sessionId), index("live_sockets_node").on(table.node)],
+);

@@ -4,6 +4,7 @@ import { RequestError } from "@hono/node-server";
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { isStoreUnavailable } from "../store/errors";
 
 /**
  * Throws the contract's JSON error `{"error","message"}` with `status`. Every refusal goes
@@ -137,11 +138,5 @@ export function rawErrorResponse(status: number, error: string, message: string,
   return `${head.join("\r\n")}\r\n\r\n${body}`;
 }
 
-const UNAVAILABLE_SQLITE_CODES = /^SQLITE_(BUSY|LOCKED|READONLY|IOERR|FULL|CANTOPEN|PROTOCOL)/;
-
-/** An SQLite error that means "storage unavailable right now", not a bug in a query. */
-export function isDatabaseUnavailable(error: unknown): boolean {
-  if (typeof error !== "object" || error === null) return false;
-  const code = (error as { code?: unknown }).code;
-  return (typeof code === "string" && UNAVAILABLE_SQLITE_CODES.test(code)) || (error instanceof TypeError && /database connection is not open/.test(error.message));
-}
+/** An error that means "storage unavailable right now", not a bug in a query (either engine). */
+export const isDatabaseUnavailable = isStoreUnavailable;

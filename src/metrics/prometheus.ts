@@ -26,7 +26,7 @@ const DB_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01
 
 export interface PrometheusMetricsOptions {
   /** Sessions alive now, read from the database when Prometheus scrapes. */
-  countLiveSessions: () => number;
+  countLiveSessions: () => number | Promise<number>;
   /** Upstream prefixes from UPSTREAMS_FILE: their label sets start at zero. */
   upstreams?: string[];
   /** The WebSocket routes: their socket gauges start at zero. */
@@ -103,8 +103,12 @@ export function createPrometheusMetrics(options: PrometheusMetricsOptions): Prom
     name: `${PREFIX}sessions_live`,
     help: "Sessions in the database that have not expired.",
     registers: [registry],
-    collect(): void {
-      this.set(options.countLiveSessions());
+    async collect(): Promise<void> {
+      try {
+        this.set(await options.countLiveSessions());
+      } catch {
+        // The database cannot answer now: the gauge keeps its last value, the scrape succeeds.
+      }
     },
   });
   const apiRequests = new Counter({

@@ -1,7 +1,6 @@
-import type { SessionEvents } from "../auth/session-events";
-import type { Clock } from "../clock";
+import type BetterSqlite3 from "better-sqlite3";
 import type { Config } from "../config";
-import type { Database } from "../db/database";
+import type { SessionEventBus } from "../store/types";
 import { timeStatements } from "./database";
 import { startMetricsListener, type MetricsListener } from "./listener";
 import { noMetrics, type Metrics } from "./metrics";
@@ -11,13 +10,20 @@ export interface MetricsSetup {
   metrics: Metrics;
   /** Null when METRICS_PORT is unset. */
   listener: MetricsListener | null;
+  /** Counts session ends heard on the store's bus (called once the store is open). */
+  observe(events: Pick<SessionEventBus, "subscribe">): void;
   close(): Promise<void>;
 }
 
 export interface MetricsSources {
-  db: Database;
-  events: SessionEvents;
-  clock: Clock;
+  /** Sessions alive now, read through the store when Prometheus scrapes. */
+  countLiveSessions: () => Promise<number>;
+  /**
+   * The SQLite handle, when that is the engine: its statements are timed by wrapping
+   * `prepare`, so this must run before the store prepares its own. PostgreSQL statements
+   * are not timed here (null).
+   */
+  sqlite: BetterSqlite3.Database | null;
   /** The configured /api prefixes, the only values of the upstream label. */
   upstreams: string[];
   /** The configured WebSocket route paths, the only values of the route label. */
@@ -30,24 +36,21 @@ export interface MetricsSources {
  * heard from the session-ended bus, and the listener on METRICS_HOST:METRICS_PORT.
  */
 export async function startMetrics(config: Config, sources: MetricsSources): Promise<MetricsSetup> {
-  if (config.metrics === null) return { metrics: noMetrics, listener: null, close: async () => undefined };
-  const idleMs = config.sessionIdleTimeoutSeconds * 1000;
-  const live = sources.db.sqlite.prepare("SELECT count(*) AS n FROM sessions WHERE expires_at > ? AND last_seen_at > ?");
+  if (config.metrics === null) return { metrics: noMetrics, listener: null, observe: () => undefined, close: async () => undefined };
   const metrics = createPrometheusMetrics({
-    countLiveSessions: () => {
-      const now = sources.clock.now();
-      const row: unknown = live.get(now, now - idleMs);
-      return typeof row === "object" && row !== null && "n" in row && typeof row.n === "number" ? row.n : 0;
-    },
+    countLiveSessions: sources.countLiveSessions,
     upstreams: sources.upstreams,
     routes: sources.routes,
   });
-  timeStatements(sources.db.sqlite, metrics);
-  const unsubscribe = sources.events.onEnded((event) => metrics.sessionEnded(event.reason));
+  if (sources.sqlite !== null) timeStatements(sources.sqlite, metrics);
+  let unsubscribe = (): void => undefined;
   const listener = await startMetricsListener(metrics, config.metrics);
   return {
     metrics,
     listener,
+    observe(events) {
+      unsubscribe = events.subscribe((event) => metrics.sessionEnded(event.reason));
+    },
     async close() {
       unsubscribe();
       await listener.close();

@@ -1,23 +1,23 @@
 import type { AuditLog } from "../audit/log";
 import { ProviderError, type Provider } from "../auth/providers";
-import type { EndedGrant, ProviderTokens, Session, SessionStore } from "../auth/session";
+import type { EndedGrant, ProviderTokens, Session } from "../auth/session";
 import type { Clock } from "../clock";
 import { DecryptionError } from "../crypto/token-cipher";
 import { refuse } from "../http/errors";
 import { noMetrics, type Metrics } from "../metrics/metrics";
+import type { RefreshLease, SessionRepository } from "../store/types";
 
 /** CONTRACT.md: refresh at most 60 s before the access token expires. */
 const REFRESH_AHEAD_MS = 60_000;
 
 /**
  * The user's provider access token for `provider-token` upstreams, refreshed before it
- * expires, one refresh at a time per session (RFC 9700 4.14.2: a rotated refresh token used
- * twice may revoke the whole grant). In this process concurrent requests share one promise.
- * Across processes the `version` compare-and-swap in {@link SessionStore.replaceTokens} lets
- * only one writer win; the loser re-reads what the winner stored, and a loser whose stale
- * refresh token the provider refuses does not end a session the winner has just renewed.
- * (Two processes can still both reach the provider in the same instant; preventing that
- * would take a lease column on the session row.)
+ * expires, one refresh at a time per session across every node (RFC 9700 4.14.2: a
+ * rotated refresh token used twice may revoke the whole grant; SECURITY.md I41). In this
+ * process concurrent requests share one promise; across nodes the store's refresh lease
+ * lets one node call the provider while the others wait and then use what it stored. The
+ * `version` compare-and-swap in `replaceTokens` stays as the last line: a holder whose
+ * lease lapsed mid-refresh cannot overwrite its successor's result.
  *
  * It also answers for the other end of a grant's life: {@link revokeGrant} is the session
  * store's revoker, so whatever ends a session revokes its refresh token at the provider
@@ -27,7 +27,8 @@ export class TokenRefresher {
   private readonly inflight = new Map<string, Promise<string>>();
 
   constructor(
-    private readonly sessions: SessionStore,
+    private readonly sessions: SessionRepository,
+    private readonly lease: RefreshLease,
     private readonly providers: Map<string, Provider>,
     private readonly audit: AuditLog,
     private readonly clock: Clock,
@@ -47,8 +48,8 @@ export class TokenRefresher {
 
   /** A usable access token; refuses with 401 (session ended) or 502 (provider unreachable). */
   async accessToken(session: Session): Promise<string> {
-    const tokens = this.read(session);
-    if (tokens.accessTokenExpiresAt === null || tokens.accessTokenExpiresAt - REFRESH_AHEAD_MS > this.clock.now()) {
+    const tokens = await this.read(session);
+    if (!this.due(tokens)) {
       return tokens.accessToken;
     }
     let pending = this.inflight.get(session.id);
@@ -59,9 +60,32 @@ export class TokenRefresher {
     return pending;
   }
 
+  private due(tokens: ProviderTokens): boolean {
+    return tokens.accessTokenExpiresAt !== null && tokens.accessTokenExpiresAt - REFRESH_AHEAD_MS <= this.clock.now();
+  }
+
   private async refresh(session: Session): Promise<string> {
-    const version = this.sessions.version(session.id);
-    const tokens = this.read(session);
+    const outcome = await this.lease.run(session.id, () => this.refreshHolding(session));
+    if (outcome.ran) return outcome.value;
+    // Another node held the lease: it has stored its result (or failed, or the session
+    // ended meanwhile). What is stored now decides; this node never calls the provider.
+    this.metrics.tokenRefresh("superseded");
+    const tokens = await this.read(session);
+    if (tokens.accessTokenExpiresAt !== null && tokens.accessTokenExpiresAt <= this.clock.now()) {
+      refuse(502, "provider_unavailable", "The identity provider could not refresh your access; try again.");
+    }
+    return tokens.accessToken;
+  }
+
+  /** Runs while this node holds the session's refresh lease. */
+  private async refreshHolding(session: Session): Promise<string> {
+    const version = await this.sessions.version(session.id);
+    const tokens = await this.read(session);
+    // Another node refreshed between our look and our lease: use its result.
+    if (!this.due(tokens)) {
+      this.metrics.tokenRefresh("superseded");
+      return tokens.accessToken;
+    }
     const provider = this.providers.get(session.provider);
     if (version === null || provider === undefined || tokens.refreshToken === null) {
       // Nothing to refresh with (a provider without refresh tokens): the access token serves
@@ -69,7 +93,7 @@ export class TokenRefresher {
       if (tokens.accessTokenExpiresAt !== null && tokens.accessTokenExpiresAt > this.clock.now()) return tokens.accessToken;
       this.metrics.tokenRefresh("no_refresh_token");
       this.audit.write("token.refresh.failed", { sessionId: session.id, provider: session.provider, reason: "no refresh token" });
-      this.sessions.end(session.id, session.accountId, "refresh_refused");
+      await this.sessions.end(session.id, session.accountId, "refresh_refused");
       refuse(401, "no_session", "Your session has ended; log in again.");
     }
     let fresh: ProviderTokens;
@@ -79,16 +103,16 @@ export class TokenRefresher {
       const reason = error instanceof ProviderError ? error.code : "error";
       this.audit.write("token.refresh.failed", { sessionId: session.id, provider: provider.name, reason });
       if (error instanceof ProviderError && error.isGrantRevoked) {
-        // Another process may have used this refresh token a moment earlier and stored
-        // the rotated one: then the refusal is about a stale token, not a dead grant.
-        if (this.sessions.version(session.id) !== version) {
+        // A holder whose lease lapsed may have used this refresh token a moment earlier and
+        // stored the rotated one: then the refusal is about a stale token, not a dead grant.
+        if ((await this.sessions.version(session.id)) !== version) {
           this.metrics.tokenRefresh("superseded");
-          return this.read(session).accessToken;
+          return (await this.read(session)).accessToken;
         }
         this.metrics.tokenRefresh("refused");
         // BBA / ASVS 10.4.8: the provider revoked the grant, so the session ends here too;
-        // the store announces it and the session's sockets close with 4401.
-        this.sessions.end(session.id, session.accountId, "refresh_refused");
+        // the store announces it and the session's sockets close with 4401 on every node.
+        await this.sessions.end(session.id, session.accountId, "refresh_refused");
         refuse(401, "no_session", "The identity provider ended your session; log in again.");
       }
       this.metrics.tokenRefresh("failed");
@@ -99,10 +123,10 @@ export class TokenRefresher {
     }
     // Providers that do not rotate refresh tokens answer without one: keep the old one.
     const next: ProviderTokens = { ...fresh, refreshToken: fresh.refreshToken ?? tokens.refreshToken };
-    if (!this.sessions.replaceTokens(session.id, version, next)) {
-      // Another process refreshed first (or the session ended meanwhile): its row decides.
+    if (!(await this.sessions.replaceTokens(session.id, version, next))) {
+      // Another writer refreshed first (or the session ended meanwhile): its row decides.
       this.metrics.tokenRefresh("superseded");
-      return this.read(session).accessToken;
+      return (await this.read(session)).accessToken;
     }
     this.metrics.tokenRefresh("succeeded");
     this.audit.write("token.refresh.succeeded", { sessionId: session.id, provider: provider.name });
@@ -115,28 +139,28 @@ export class TokenRefresher {
    * routes that do not otherwise need them: a tampered row is refused whatever the
    * upstream (SECURITY.md D17). One AES-GCM open per field, microseconds.
    */
-  checkIntact(session: Session): void {
-    this.open(session);
+  async checkIntact(session: Session): Promise<void> {
+    await this.open(session);
   }
 
-  private read(session: Session): ProviderTokens {
-    const tokens = this.open(session);
+  private async read(session: Session): Promise<ProviderTokens> {
+    const tokens = await this.open(session);
     if (tokens === null) {
-      this.sessions.end(session.id, session.accountId, "revoked");
+      await this.sessions.end(session.id, session.accountId, "revoked");
       refuse(401, "no_session", "Your session has ended; log in again.");
     }
     return tokens;
   }
 
-  private open(session: Session): ProviderTokens | null {
+  private async open(session: Session): Promise<ProviderTokens | null> {
     try {
-      return this.sessions.readTokens(session.id);
+      return await this.sessions.readTokens(session.id);
     } catch (error) {
       if (!(error instanceof DecryptionError)) throw error;
       // A ciphertext that fails authentication was tampered with or moved: refuse the
       // session outright, before anything is sent upstream (SECURITY.md D17).
       this.audit.write("crypto.decrypt.failed", { sessionId: session.id, reason: "provider tokens", detail: error.message });
-      this.sessions.end(session.id, session.accountId, "decrypt_failed");
+      await this.sessions.end(session.id, session.accountId, "decrypt_failed");
       refuse(401, "no_session", "Your session could not be read; log in again.");
     }
   }

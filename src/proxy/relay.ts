@@ -171,7 +171,7 @@ export function apiRoutes(deps: APIRelayDeps): Hono<AppEnv> {
       // signature and no token refresh.
       credential: async () => {
         if (route.credential.mode === "provider-token") return providerToken(deps.refresher, route.credential.provider, session);
-        deps.refresher.checkIntact(session);
+        await deps.refresher.checkIntact(session);
         return playerAssertion(deps.signer, session, account, route.audience);
       },
       location: (location) => rewriteLocation(location, url, route),

@@ -20,6 +20,15 @@ export interface Store {
   readonly tickets: TicketRepository;
   readonly refreshLease: RefreshLease;
   readonly events: SessionEventBus;
+  readonly logoutTokenJTIs: LogoutTokenJTIRepository;
+  readonly operatorActions: OperatorActionQueue;
+  readonly socketSlots: SocketSlots;
+  /**
+   * True when `error` says the database cannot be reached or cannot take the statement
+   * now (connection lost or refused, busy, read-only, statement timeout): the caller
+   * answers 503 and the client retries. Anything else is a bug (500).
+   */
+  isUnavailableError(error: unknown): boolean;
   /** True when the database answers a trivial query now (for `/readyz`). */
   isHealthy(): Promise<boolean>;
   /** Stops the listener and closes every connection this store opened. */
@@ -29,7 +38,7 @@ export interface Store {
 /** Server-side sessions; each method keeps the rules of `SessionStore` in src/auth/session.ts. */
 export interface SessionRepository {
   /** A new session (never a reused one: ASVS 7.2.4) and its cookie token `id.secret`. */
-  create(input: { accountId: string; provider: string; userAgent: string; tokens: ProviderTokens }): Promise<{
+  create(input: { accountId: string; provider: string; userAgent: string; tokens: ProviderTokens; providerSid?: string | null }): Promise<{
     session: Session;
     token: string;
   }>;
@@ -44,6 +53,18 @@ export interface SessionRepository {
   revokeOthers(accountId: string, currentId: string): Promise<number>;
   /** Deletes the session if it is `accountId`'s, publishes its end on {@link Store.events} and revokes its refresh token. */
   end(sessionId: string, accountId: string, reason: SessionEndReason): Promise<boolean>;
+  /**
+   * OIDC Back-Channel Logout 1.0 2.7: ends the sessions of `provider` a logout token names
+   * (its provider session `sid`, its subject's account, or both); returns how many.
+   */
+  endByProviderSession(provider: string, match: { sid: string | null; accountId: string | null }): Promise<number>;
+  /**
+   * Announces a session another process already deleted (the operator's command): audit
+   * event, session-ended event on every node, refresh token revoked, as if it ended here.
+   */
+  adoptEnded(row: { id: string; accountId: string; provider: string; refreshToken: string | null }, reason: SessionEndReason): Promise<void>;
+  /** Sessions neither idle nor past their absolute expiry now (the metrics gauge). */
+  countLive(): Promise<number>;
   sweepExpired(): Promise<number>;
   /** The one function that revokes an ended session's refresh token at its provider (SECURITY.md I43). */
   setGrantRevoker(revoker: GrantRevoker): void;
@@ -58,7 +79,66 @@ export interface SessionRepository {
 /** Accounts keyed by (issuer, subject), OIDC Core 5.7. */
 export interface AccountRepository {
   findOrCreate(identity: ProviderIdentity, provider: string): Promise<{ account: Account; created: boolean }>;
+  /** The account with its subject at `provider`; null when there is none or it is blocked. */
   find(id: string, provider: string): Promise<Account | null>;
+  /** True when an operator has blocked the account. */
+  isBlocked(id: string): Promise<boolean>;
+  /** The account id an (issuer, subject) identity leads to, blocked or not; null when unknown. */
+  findIdByIdentity(issuer: string, subject: string): Promise<string | null>;
+}
+
+/** The `jti` of every accepted back-channel logout token (OIDC BCL 1.0 2.6 item 9), shared by every node. */
+export interface LogoutTokenJTIRepository {
+  /** Records the jti; false when it was already there (a replay), on whichever node it was seen. */
+  remember(issuer: string, jti: string, expiresAt: number): Promise<boolean>;
+  /** Forgets jtis whose tokens would now be refused as too old anyway. */
+  sweep(): Promise<number>;
+}
+
+/** One row the operator's command wrote (src/admin/operator-store.ts). */
+export interface OperatorActionRow {
+  id: number;
+  action: string;
+  accountId: string;
+  sessionId: string | null;
+  provider: string | null;
+  /** An ended session's refresh token, still sealed for its session. */
+  refreshToken: string | null;
+  operator: string;
+  detail: string | null;
+  at: number;
+}
+
+/** The hand-over table between the operator's command and the running nodes. */
+export interface OperatorActionQueue {
+  /**
+   * Marks up to `limit` pending actions handled (their sealed refresh tokens wiped from the
+   * table) and returns them as they were, oldest first. Each action is claimed by exactly
+   * one node, once.
+   */
+  claim(limit: number): Promise<OperatorActionRow[]>;
+  /** Forgets actions handled more than `keepMs` ago. */
+  sweep(keepMs: number): Promise<number>;
+  /**
+   * Calls `changed` once now and whenever the command may have written something: on
+   * SQLite when `PRAGMA data_version` moves (looked at every `pollMs`), on PostgreSQL on the
+   * command's NOTIFY (and every `fallbackMs`, for a notification missed while the listener
+   * was away). Returns the function that stops watching.
+   */
+  watch(changed: () => void, options: { pollMs: number; fallbackMs: number }): () => void;
+}
+
+/**
+ * WS_MAX_SOCKETS_PER_SESSION across nodes: a slot per open (or opening) socket. SQLite: a
+ * count in this process (one node). PostgreSQL: a `live_sockets` row per socket, claimed
+ * under the session row's lock, renewed by its node, lapsing when its node died.
+ */
+export interface SocketSlots {
+  /** A slot for one more socket of the session, or null when it already holds `cap`. */
+  claim(sessionId: string, cap: number): Promise<string | null>;
+  release(slot: string): Promise<void>;
+  /** Keeps this node's slots from lapsing (called on every registry recheck). */
+  renew(): Promise<void>;
 }
 
 /** Logins in progress; each is consumed once (RFC 9700 4.7.1). */

@@ -2,9 +2,7 @@ import type { IncomingMessage } from "node:http";
 import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { AuditLog } from "../audit/log";
-import type { AccountStore } from "../auth/accounts";
 import { SESSION_COOKIE, readCookie } from "../auth/cookies";
-import type { SessionStore } from "../auth/session";
 import type { Clock } from "../clock";
 import type { Config } from "../config";
 import { addressGroup, clientIP } from "../http/client-ip";
@@ -17,7 +15,7 @@ import { acceptKey } from "./frames";
 import { Relay, type RelayLimits } from "./relay";
 import { GOING_AWAY, SESSION_ENDED, type LiveConnection, type SocketRegistry } from "./registry";
 import { buildWebSocketRoutes, resolveWebSocketRoute } from "./routes";
-import type { TicketStore } from "./tickets";
+import type { AccountRepository, SessionRepository, SocketSlots, TicketRepository } from "../store/types";
 
 const TICKET_PREFIX = "ticket.";
 const BACKEND_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -32,9 +30,11 @@ const MAX_UPGRADES_IN_PROGRESS = 1_000;
 
 export interface GateDeps {
   config: Config;
-  sessions: SessionStore;
-  accounts: AccountStore;
-  tickets: TicketStore;
+  sessions: SessionRepository;
+  accounts: AccountRepository;
+  tickets: TicketRepository;
+  /** WS_MAX_SOCKETS_PER_SESSION, counted across every node on the database. */
+  socketSlots: SocketSlots;
   registry: SocketRegistry;
   signer: AssertionSigner;
   audit: AuditLog;
@@ -112,6 +112,10 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
 
   return function upgradeGate(req, socket, head) {
     socket.on("error", destroyOnError);
+    void admit(req, socket, head);
+  };
+
+  async function admit(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     // The one header read before the rate limit, and only with TRUST_PROXY > 0: a split on
     // "," and a trim, linear in its length (SECURITY.md I37).
     const ip = clientIP(req.socket.remoteAddress, headerValue(req, "x-forwarded-for"), config.trustProxy);
@@ -158,8 +162,8 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       if (origin === undefined || !allowedOrigins.has(origin)) throw new Refusal(403, "origin", "origin not allowed");
       // 3. The session cookie.
       const token = readCookie(headerValue(req, "cookie"), SESSION_COOKIE);
-      const session = token === null ? null : deps.sessions.validate(token, { slide: true });
-      const account = session === null ? null : deps.accounts.find(session.accountId, session.provider);
+      const session = token === null ? null : await deps.sessions.validate(token, { slide: true });
+      const account = session === null ? null : await deps.accounts.find(session.accountId, session.provider);
       if (session === null || account === null) throw new Refusal(401, "no_session", "no valid session");
       upgrade.sessionId = session.id;
       // SECURITY.md H34: per session as well as per IP, so one session cannot get around the
@@ -173,16 +177,28 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       // 4. A one-time ticket, in the subprotocol header so it never reaches an access log.
       const ticket = protocols.find((p) => p.startsWith(TICKET_PREFIX))?.slice(TICKET_PREFIX.length);
       if (ticket === undefined) throw new Refusal(401, "bad_ticket", "no ticket");
-      const redeemed = deps.tickets.redeem(ticket);
+      const redeemed = await deps.tickets.redeem(ticket);
       if (redeemed.status !== "valid") throw new Refusal(401, "bad_ticket", `ticket ${redeemed.status}`);
       // 5. The ticket must be this session's: a ticket leaked from one session opens nothing
       // for another (and it is spent now, so the leak cannot be retried).
       if (redeemed.sessionId !== session.id) throw new Refusal(403, "wrong_session", "ticket of another session");
-      // 6. A cap on sockets per session (WebSocket cheat sheet: bound what one user holds).
-      if (deps.registry.countForSession(session.id) >= config.wsMaxSocketsPerSession) {
-        throw new Refusal(429, "too_many_sockets", "too many sockets");
-      }
       if (upgradesInProgress >= MAX_UPGRADES_IN_PROGRESS) throw new Refusal(503, "busy", "too many upgrades in progress");
+      // 6. A cap on sockets per session (WebSocket cheat sheet: bound what one user holds),
+      // across every node: the slot counts from now on, so the cap holds for upgrades made
+      // in parallel, here or on another node.
+      const slot = await deps.socketSlots.claim(session.id, config.wsMaxSocketsPerSession);
+      if (slot === null) throw new Refusal(429, "too_many_sockets", "too many sockets");
+      const releaseSlot = (): void => {
+        deps.socketSlots.release(slot).catch(() => {
+          // The database is away: the slot lapses with its node's next renewal missing it.
+        });
+      };
+      // The browser may have left while the database answered.
+      if (socket.destroyed) {
+        releaseSlot();
+        socket.destroy();
+        return;
+      }
 
       // 7. The backend must accept its own upgrade before we answer ours (fail closed).
       const assertion = deps.signer.sign({
@@ -212,13 +228,21 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
         { url: backendURL, protocol: route.backendProtocol, authorization: `Bearer ${assertion}`, timeoutMs: backendHandshakeTimeoutMs, requestId },
         {
           fail: (reason) => {
-            if (settle()) refuse(socket, new Refusal(502, "backend_unavailable", reason), upgrade);
+            if (!settle()) return;
+            releaseSlot();
+            refuse(socket, new Refusal(502, "backend_unavailable", reason), upgrade);
           },
           open: (backend, backendHead) => {
-            if (!settle() || !socket.writable) {
+            if (!settle()) {
               backend.destroy();
               return;
             }
+            if (!socket.writable) {
+              releaseSlot();
+              backend.destroy();
+              return;
+            }
+            const onClosed = unregisterFor.get(route) ?? ((connection: LiveConnection) => deps.registry.remove(connection));
             // RFC 6455 4.2.2: our own 101, naming the route's subprotocol (never the ticket),
             // and no extension.
             socket.write(
@@ -240,7 +264,10 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
               audit,
               metrics: deps.metrics,
               requestId,
-              onClosed: unregisterFor.get(route) ?? ((connection) => deps.registry.remove(connection)),
+              onClosed: (connection) => {
+                onClosed(connection);
+                releaseSlot();
+              },
             });
             deps.registry.add(relay);
             deps.metrics.upgrade("accepted");
@@ -255,6 +282,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       // its sockets close within 1 s) rather than getting a relay for a dead session.
       const pending = new PendingUpgrade(session.id, session.accountId, (refusal) => {
         if (!settle()) return;
+        releaseSlot();
         abortBackend();
         refuse(socket, refusal, upgrade);
       });
@@ -264,6 +292,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       // open for a browser that is gone.
       const onClientGone = (): void => {
         if (!settle()) return;
+        releaseSlot();
         abortBackend();
         socket.destroy();
         deps.metrics.upgrade("client_gone");
@@ -276,10 +305,11 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
         refuse(socket, error, upgrade);
         return;
       }
-      // Anything unexpected (a database failure) still closes the socket, never the process.
+      // Anything unexpected (a database that cannot answer) still closes the socket with a
+      // 503, never the process.
       refuse(socket, new Refusal(503, "unavailable", "internal error"), upgrade);
     }
-  };
+  }
 }
 
 /**

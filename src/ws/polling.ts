@@ -2,13 +2,12 @@ import { Hono, type Context, type MiddlewareHandler } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { AppEnv } from "../app-env";
 import type { AuditLog } from "../audit/log";
-import type { AccountStore } from "../auth/accounts";
 import { requireSession } from "../auth/routes";
-import type { SessionStore } from "../auth/session";
 import { sessionMiddleware } from "../auth/session-middleware";
 import type { Clock } from "../clock";
 import type { Config } from "../config";
 import type { Metrics } from "../metrics/metrics";
+import type { AccountRepository, SessionRepository } from "../store/types";
 import { jsonError, refuse } from "../http/errors";
 import { RateLimiter, rateLimitMiddleware } from "../http/rate-limit";
 import type { AssertionSigner } from "../proxy/assertion";
@@ -18,8 +17,8 @@ import { buildWebSocketRoutes, resolveWebSocketRoute } from "./routes";
 
 export interface LongPollingDeps {
   config: Config;
-  sessions: SessionStore;
-  accounts: AccountStore;
+  sessions: SessionRepository;
+  accounts: AccountRepository;
   registry: SocketRegistry;
   signer: AssertionSigner;
   audit: AuditLog;

@@ -1,5 +1,4 @@
-import type { SessionStore } from "../auth/session";
-import type { SessionEvents } from "../auth/session-events";
+import type { SessionEventBus, SessionRepository, SocketSlots } from "../store/types";
 
 /** What the registry needs of a relayed connection. */
 export interface LiveConnection {
@@ -22,21 +21,32 @@ export const GOING_AWAY = 1001;
 const SHUTDOWN_GRACE_MS = 1_000;
 
 /**
- * Every relayed socket, by session and by account. It learns of ended sessions only through
- * the {@link SessionEvents} bus, never from the auth routes, so a multi-node deployment can
- * swap the bus for one that fans out without touching either side.
+ * Every relayed socket of this node, by session and by account. It learns of ended sessions
+ * only through the store's session-ended bus (STYLE.md 14), never from the auth routes:
+ * this node's ends at once, other nodes' through the bus. When the bus was cut off from
+ * the other nodes and is back, events may have been missed: every live socket's session
+ * is rechecked against the database then (issue 13).
  */
 export class SocketRegistry<C extends LiveConnection = LiveConnection> {
   private readonly bySession = new Map<string, Set<C>>();
   private readonly byAccount = new Map<string, Set<C>>();
   private readonly unsubscribe: () => void;
   private timers: NodeJS.Timeout[] = [];
+  private rechecking: Promise<void> | null = null;
+  private again: Promise<void> | null = null;
 
   constructor(
-    events: SessionEvents,
-    private readonly sessions: SessionStore,
+    events: SessionEventBus,
+    private readonly sessions: SessionRepository,
+    /** Renewed on every recheck, so this node's socket slots do not lapse while it lives. */
+    private readonly slots: SocketSlots | null = null,
   ) {
-    this.unsubscribe = events.onEnded((event) => this.closeSession(event.sessionId, SESSION_ENDED, "session ended"));
+    const ended = events.subscribe((event) => this.closeSession(event.sessionId, SESSION_ENDED, "session ended"));
+    const resynced = events.onResync(() => void this.recheck());
+    this.unsubscribe = () => {
+      ended();
+      resynced();
+    };
   }
 
   /**
@@ -47,7 +57,7 @@ export class SocketRegistry<C extends LiveConnection = LiveConnection> {
   start(options: { heartbeatMs: number; recheckMs: number }): void {
     this.stop();
     const heartbeat = setInterval(() => this.heartbeat(), options.heartbeatMs);
-    const recheck = setInterval(() => this.recheck(), options.recheckMs);
+    const recheck = setInterval(() => void this.recheck(), options.recheckMs);
     heartbeat.unref();
     recheck.unref();
     this.timers = [heartbeat, recheck];
@@ -96,17 +106,43 @@ export class SocketRegistry<C extends LiveConnection = LiveConnection> {
     for (const connection of [...(this.byAccount.get(accountId) ?? [])]) connection.close(code, reason);
   }
 
-  /** Closes every socket of a session that is no longer live (expired, or deleted elsewhere). */
-  recheck(): void {
-    for (const [sessionId, connections] of [...this.bySession.entries()]) {
-      // Playing is activity: a player whose only traffic is the game socket must not hit
-      // the idle timeout. The absolute timeout still ends the session whatever they do.
-      let latest = 0;
-      for (const connection of connections) latest = Math.max(latest, connection.lastMessageAt);
-      if (latest > 0) this.sessions.touch(sessionId, latest);
-      if (this.sessions.findLive(sessionId) === null) {
-        this.closeSession(sessionId, SESSION_ENDED, "session ended");
+  /**
+   * Closes every socket of a session that is no longer live (expired, or deleted elsewhere).
+   * One round at a time, never two overlapping: a call while one runs gets one more round
+   * right after it (a resync arriving mid-round may mean the running round read before the
+   * reconnect), and further calls meanwhile share that one. While the database cannot
+   * answer, the round stops and sockets stay open: a lost connection proves nothing about
+   * a session; the next round (the next tick, or the resync when the bus is back) decides.
+   */
+  recheck(): Promise<void> {
+    if (this.rechecking === null) {
+      this.rechecking = this.recheckRound().finally(() => {
+        this.rechecking = null;
+      });
+      return this.rechecking;
+    }
+    this.again ??= this.rechecking.then(() => {
+      this.again = null;
+      return this.recheck();
+    });
+    return this.again;
+  }
+
+  private async recheckRound(): Promise<void> {
+    try {
+      await this.slots?.renew();
+      for (const [sessionId, connections] of [...this.bySession.entries()]) {
+        // Playing is activity: a player whose only traffic is the game socket must not hit
+        // the idle timeout. The absolute timeout still ends the session whatever they do.
+        let latest = 0;
+        for (const connection of connections) latest = Math.max(latest, connection.lastMessageAt);
+        if (latest > 0) await this.sessions.touch(sessionId, latest);
+        if ((await this.sessions.findLive(sessionId)) === null) {
+          this.closeSession(sessionId, SESSION_ENDED, "session ended");
+        }
       }
+    } catch {
+      // The database is unreachable: keep every socket, try again next round.
     }
   }
 

@@ -7,7 +7,9 @@ import { createAuditLog, type AuditLog } from "../../src/audit/log";
 import { ManualClock, secureRandomBytes, type Clock } from "../../src/clock";
 import { TokenCipher } from "../../src/crypto/token-cipher";
 import { openDatabase } from "../../src/db/database";
+import BetterSqlite3 from "better-sqlite3";
 import { LocalEventBus } from "../../src/store/local-bus";
+import { MemorySocketSlots } from "../../src/store/memory-slots";
 import { MemoryLeaseTable, type LeaseOptions } from "../../src/store/lease";
 import { createPostgresStore } from "../../src/store/postgres";
 import type { Backoff } from "../../src/store/postgres/bus";
@@ -44,6 +46,8 @@ export interface Engine {
   node(options?: NodeOptions): Promise<Store>;
   /** The database URL (PostgreSQL only), for tests that open their own connections. */
   readonly url: string | null;
+  /** Runs one SQL statement written for both dialects on the database (what the operator's command would write). */
+  exec(statement: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -62,17 +66,29 @@ export async function openEngine(name: EngineName): Promise<Engine> {
     const dir = mkdtempSync(join(tmpdir(), "portcullis-store-"));
     const bus = new LocalEventBus();
     const leaseTable = new MemoryLeaseTable();
+    const socketSlots = new MemorySocketSlots(secureRandomBytes);
+    const file = join(dir, "portcullis.sqlite");
     return {
       name,
       clock,
       audit: capture,
       url: null,
+      async exec(statement: string): Promise<void> {
+        // Another connection, as the operator's command is another process.
+        const db = new BetterSqlite3(file);
+        try {
+          db.exec(statement);
+        } finally {
+          db.close();
+        }
+      },
       async node(options: NodeOptions = {}): Promise<Store> {
         const store = createSqliteStore({
           ...common,
-          db: openDatabase(join(dir, "portcullis.sqlite")),
+          db: openDatabase(file),
           bus,
           leaseTable,
+          socketSlots,
           lease: { ...LEASE, ...options.lease },
           clock: options.clock ?? clock,
         });
@@ -93,6 +109,14 @@ export async function openEngine(name: EngineName): Promise<Engine> {
     clock,
     audit: capture,
     url,
+    async exec(statement: string): Promise<void> {
+      const sql = postgres(url, { max: 1, onnotice: () => {} });
+      try {
+        await sql.unsafe(statement);
+      } finally {
+        await sql.end({ timeout: 1 });
+      }
+    },
     async node(options: NodeOptions = {}): Promise<Store> {
       const store = await createPostgresStore({
         ...common,

@@ -290,6 +290,104 @@ describe.each<EngineName>(["sqlite", "postgres"])("the %s store", (engineName) =
     });
   });
 
+  describe("back-channel logout", () => {
+    it("ends the sessions a provider sid names, on any node, announcing each on every node", async () => {
+      const first = await newSession(a);
+      const other = await a.sessions.create({ accountId: first.accountId, provider: "demo", userAgent: "t", tokens: tokens("sid-2"), providerSid: "op-sid-2" });
+      const named = await b.sessions.create({ accountId: first.accountId, provider: "demo", userAgent: "t", tokens: tokens("sid-1"), providerSid: "op-sid-1" });
+      const heard: SessionEnded[] = [];
+      const stop = c.events.subscribe((event) => heard.push(event));
+      try {
+        expect(await c.sessions.endByProviderSession("other-provider", { sid: "op-sid-1", accountId: null })).toBe(0);
+        expect(await c.sessions.endByProviderSession("demo", { sid: "op-sid-1", accountId: null })).toBe(1);
+        await vi.waitFor(() => expect(heard.filter((e) => e.sessionId === named.session.id)).toEqual([expect.objectContaining({ reason: "backchannel_logout" })]), {
+          timeout: 1_000,
+          interval: 5,
+        });
+        expect(await a.sessions.findLive(other.session.id)).not.toBeNull();
+        // Only a subject: every session of that account at this provider.
+        expect(await a.sessions.endByProviderSession("demo", { sid: null, accountId: first.accountId })).toBe(2);
+        expect(await b.sessions.endByProviderSession("demo", { sid: null, accountId: null })).toBe(0);
+      } finally {
+        stop();
+      }
+    });
+
+    it("remembers a logout token's jti on every node: the second sighting is a replay, whichever node sees it", async () => {
+      const jti = `jti-${Date.now()}-${serial++}`;
+      const seen = await Promise.all([a, b, c].map((node) => node.logoutTokenJTIs.remember("https://id.example", jti, engine.clock.now() + MINUTE)));
+      expect(seen.filter(Boolean)).toHaveLength(1);
+      expect(await a.logoutTokenJTIs.remember("https://other.example", jti, engine.clock.now() + MINUTE)).toBe(true);
+      engine.clock.advance(MINUTE);
+      expect(await b.logoutTokenJTIs.sweep()).toBeGreaterThanOrEqual(2);
+    });
+  });
+
+  describe("account blocks and operator actions", () => {
+    it("finds no blocked account on any node, and says it is blocked", async () => {
+      const { accountId, token } = await newSession(a);
+      expect(await b.accounts.isBlocked(accountId)).toBe(false);
+      await engine.exec(`INSERT INTO account_blocks (account_id, blocked_at, blocked_by, reason) VALUES ('${accountId}', 0, 'op', 'test')`);
+      expect(await b.accounts.isBlocked(accountId)).toBe(true);
+      expect(await c.accounts.find(accountId, "demo")).toBeNull();
+      // The session is still there until deleted; the account lookup is what refuses it.
+      expect(await a.sessions.validate(token, { slide: false })).not.toBeNull();
+      expect(await a.accounts.findIdByIdentity("https://id.example", `user-${serial}`)).toBe(accountId);
+      expect(await a.accounts.findIdByIdentity("https://id.example", "nobody")).toBeNull();
+    });
+
+    it("hands each operator action to exactly one node, once, with its sealed refresh token, then wipes the token", async () => {
+      const rows = Array.from({ length: 30 }, (_, i) => `('sessions.listed', 'acct-${i}', 'op', '${i}', ${i}, 'sealed-${i}')`);
+      await engine.exec(`INSERT INTO operator_actions (action, account_id, operator, detail, at, refresh_token) VALUES ${rows.join(", ")}`);
+      const claimed = (await Promise.all([a, b, c, a, b, c].map((node) => node.operatorActions.claim(7)))).flat();
+      const more = await a.operatorActions.claim(100);
+      const all = [...claimed, ...more].filter((row) => row.accountId.startsWith("acct-"));
+      expect(all).toHaveLength(30);
+      expect(new Set(all.map((row) => row.id)).size).toBe(30);
+      expect(all.find((row) => row.accountId === "acct-3")).toMatchObject({ action: "sessions.listed", operator: "op", detail: "3", refreshToken: "sealed-3" });
+      expect(await b.operatorActions.claim(100)).toEqual([]);
+      engine.clock.advance(MINUTE);
+      expect(await c.operatorActions.sweep(MINUTE)).toBeGreaterThanOrEqual(30);
+    });
+
+    it("announces a session the operator's command deleted as ended, on every node, and revokes its grant", async () => {
+      const { id, accountId } = await newSession(b);
+      const heard: SessionEnded[] = [];
+      const stop = c.events.subscribe((event) => heard.push(event));
+      try {
+        await a.sessions.adoptEnded({ id, accountId, provider: "demo", refreshToken: null }, "operator");
+        await vi.waitFor(() => expect(heard.filter((e) => e.sessionId === id)).toEqual([{ sessionId: id, accountId, reason: "operator" }]), {
+          timeout: 1_000,
+          interval: 5,
+        });
+      } finally {
+        stop();
+      }
+    });
+  });
+
+  describe("socket slots (WS_MAX_SOCKETS_PER_SESSION across nodes)", () => {
+    it("give out exactly the cap of 40 parallel claims over three nodes, and a released slot again", async () => {
+      const { id } = await newSession(a);
+      const nodes = [a, b, c];
+      const slots = await Promise.all(Array.from({ length: 40 }, (_, i) => (nodes[i % 3] as Store).socketSlots.claim(id, 4)));
+      const given = slots.filter((slot): slot is string => slot !== null);
+      expect(given).toHaveLength(4);
+      expect(await c.socketSlots.claim(id, 4)).toBeNull();
+      await a.socketSlots.release(given[0] as string);
+      expect(await b.socketSlots.claim(id, 4)).not.toBeNull();
+      // Another session has its own slots.
+      const other = await newSession(b);
+      expect(await c.socketSlots.claim(other.id, 4)).not.toBeNull();
+    });
+
+    it("counts live sessions on any node", async () => {
+      const before = await a.sessions.countLive();
+      await newSession(b);
+      expect(await c.sessions.countLive()).toBe(before + 1);
+    });
+  });
+
   describe("session-ended events", () => {
     it("reach a subscriber on another node within 1 s, and this node's subscribers once", async () => {
       const { id, accountId } = await newSession(a);

@@ -1,10 +1,10 @@
-import { and, asc, eq, sql } from "drizzle-orm";
+import { and, asc, eq, notExists, sql } from "drizzle-orm";
 import type { Account } from "../../auth/accounts";
 import type { ProviderIdentity } from "../../auth/providers";
 import type { Clock, RandomBytes } from "../../clock";
 import { randomToken } from "../../crypto/random";
 import type { PgORM } from "../../db/postgres";
-import { accounts, identities } from "../../db/schema-pg";
+import { accountBlocks, accounts, identities } from "../../db/schema-pg";
 import type { AccountRepository } from "../types";
 
 /** Another node created this identity's account between our look and our insert. */
@@ -66,8 +66,24 @@ export class PostgresAccounts implements AccountRepository {
     const [row] = await this.orm
       .select({ id: accounts.id, displayName: accounts.displayName, providerSubject: sql<string | null>`(${subject})` })
       .from(accounts)
-      .where(eq(accounts.id, id))
+      // A blocked account is not found: its sessions are refused everywhere from the moment
+      // the block is written, on every node, even before they are deleted.
+      .where(and(eq(accounts.id, id), notExists(this.orm.select({ one: sql`1` }).from(accountBlocks).where(eq(accountBlocks.accountId, accounts.id)))))
       .limit(1);
     return row ?? null;
+  }
+
+  async isBlocked(id: string): Promise<boolean> {
+    const [row] = await this.orm.select({ id: accountBlocks.accountId }).from(accountBlocks).where(eq(accountBlocks.accountId, id)).limit(1);
+    return row !== undefined;
+  }
+
+  async findIdByIdentity(issuer: string, subject: string): Promise<string | null> {
+    const [row] = await this.orm
+      .select({ accountId: identities.accountId })
+      .from(identities)
+      .where(and(eq(identities.issuer, issuer), eq(identities.subject, subject)))
+      .limit(1);
+    return row?.accountId ?? null;
   }
 }

@@ -7,8 +7,19 @@ import type { SessionEventBus } from "../types";
 
 /** The one channel every node listens on. */
 export const SESSION_ENDED_CHANNEL = "portcullis_session_ended";
+/** The operator's command says it wrote `operator_actions` rows (no payload: the rows are the message). */
+export const OPERATOR_ACTIONS_CHANNEL = "portcullis_operator_actions";
 
-const REASONS: ReadonlySet<string> = new Set<SessionEndReason>(["logout", "revoked", "expired", "refresh_refused", "replaced", "decrypt_failed"]);
+const REASONS: ReadonlySet<string> = new Set<SessionEndReason>([
+  "logout",
+  "revoked",
+  "expired",
+  "refresh_refused",
+  "replaced",
+  "decrypt_failed",
+  "backchannel_logout",
+  "operator",
+]);
 const ID = /^[a-z2-7]{1,64}$/;
 
 export interface Backoff {
@@ -82,6 +93,16 @@ export class PostgresEventBus implements SessionEventBus {
     return () => this.emitter.off("resync", listener);
   }
 
+  /** Called on each NOTIFY of the operator's command (and after a resync: one may have been missed). */
+  onOperatorActions(listener: () => void): () => void {
+    this.emitter.on("operator", listener);
+    this.emitter.on("resync", listener);
+    return () => {
+      this.emitter.off("operator", listener);
+      this.emitter.off("resync", listener);
+    };
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     if (this.retry !== null) clearTimeout(this.retry);
@@ -108,6 +129,7 @@ export class PostgresEventBus implements SessionEventBus {
     const client: Sql = postgres(this.options.url, options);
     try {
       await client.unsafe(`LISTEN ${SESSION_ENDED_CHANNEL}`);
+      await client.unsafe(`LISTEN ${OPERATOR_ACTIONS_CHANNEL}`);
     } catch (error) {
       await client.end({ timeout: 0 });
       throw error;
@@ -146,6 +168,10 @@ export class PostgresEventBus implements SessionEventBus {
 
   /** Another node's notification: foreign data, checked field by field before anyone hears it. */
   private received(channel: string, payload: string): void {
+    if (channel === OPERATOR_ACTIONS_CHANNEL) {
+      this.emitter.emit("operator");
+      return;
+    }
     if (channel !== SESSION_ENDED_CHANNEL) return;
     let parsed: unknown;
     try {

@@ -11,6 +11,10 @@ import { PostgresLeaseTable } from "./lease";
 import { PostgresLoginAttempts } from "./login-attempts";
 import { PostgresSessions } from "./sessions";
 import { PostgresTickets } from "./tickets";
+import { PostgresLogoutTokenJTIs } from "./logout-token-jtis";
+import { PostgresOperatorActions } from "./operator-actions";
+import { PostgresSocketSlots } from "./socket-slots";
+import { isStoreUnavailable } from "../errors";
 
 export interface PostgresStoreOptions {
   postgres: PostgresOptions;
@@ -22,9 +26,17 @@ export interface PostgresStoreOptions {
   ticketTTLSeconds: number;
   lease?: LeaseOptions;
   backoff?: Backoff;
+  /**
+   * How long a socket slot outlives its node's last renewal (the registry renews on each
+   * recheck, every 30 s): the sockets of a node that died stop counting after this.
+   */
+  socketSlotTTLMs?: number;
   /** Problems the node's operator should see: a lost listener, a NOTIFY that failed. */
   onError?: (error: unknown) => void;
 }
+
+/** Three registry rechecks (30 s each): a node that misses two in a row is presumed dead. */
+export const DEFAULT_SOCKET_SLOT_TTL_MS = 90_000;
 
 /**
  * The engine for more than one node: migrates (once across nodes, under an advisory lock),
@@ -56,6 +68,10 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     tickets: new PostgresTickets(db.orm, clock, randomBytes, options.ticketTTLSeconds),
     refreshLease: new PollingRefreshLease(new PostgresLeaseTable(db.orm), clock, randomBytes, options.lease),
     events: bus,
+    logoutTokenJTIs: new PostgresLogoutTokenJTIs(db.orm, clock),
+    operatorActions: new PostgresOperatorActions(db.orm, bus, clock),
+    socketSlots: new PostgresSocketSlots(db.orm, bus.nodeId, clock, randomBytes, options.socketSlotTTLMs ?? DEFAULT_SOCKET_SLOT_TTL_MS),
+    isUnavailableError: isStoreUnavailable,
     isHealthy: () => db.isHealthy(),
     close: async () => {
       await bus.close();

@@ -53,7 +53,7 @@ export class PostgresSessions implements SessionRepository {
     this.absoluteMs = options.absoluteTimeoutSeconds * 1000;
   }
 
-  async create(input: { accountId: string; provider: string; userAgent: string; tokens: ProviderTokens }): Promise<{
+  async create(input: { accountId: string; provider: string; userAgent: string; tokens: ProviderTokens; providerSid?: string | null }): Promise<{
     session: Session;
     token: string;
   }> {
@@ -77,6 +77,7 @@ export class PostgresSessions implements SessionRepository {
         accessTokenExpiresAt: input.tokens.accessTokenExpiresAt,
         refreshToken: this.sealOptional(input.tokens.refreshToken, id, "refresh_token"),
         idToken: this.sealOptional(input.tokens.idToken, id, "id_token"),
+        providerSid: input.providerSid ?? null,
       })
       .returning();
     if (row === undefined) {
@@ -171,6 +172,32 @@ export class PostgresSessions implements SessionRepository {
     return (await this.remove(and(eq(sessions.id, sessionId), eq(sessions.accountId, accountId)), reason)) > 0;
   }
 
+  endByProviderSession(provider: string, match: { sid: string | null; accountId: string | null }): Promise<number> {
+    if (match.sid === null && match.accountId === null) return Promise.resolve(0);
+    return this.remove(
+      and(
+        eq(sessions.provider, provider),
+        match.sid === null ? undefined : eq(sessions.providerSid, match.sid),
+        match.accountId === null ? undefined : eq(sessions.accountId, match.accountId),
+      ),
+      "backchannel_logout",
+    );
+  }
+
+  async adoptEnded(row: { id: string; accountId: string; provider: string; refreshToken: string | null }, reason: SessionEndReason): Promise<void> {
+    await this.announce(row.id, row.accountId, reason);
+    this.releaseGrant(row, reason);
+  }
+
+  async countLive(): Promise<number> {
+    const now = this.clock.now();
+    const [row] = await this.orm
+      .select({ n: sql<number>`count(*)::int` })
+      .from(sessions)
+      .where(and(gt(sessions.expiresAt, now), gt(sql`${sessions.lastSeenAt} + ${this.idleMs}::bigint`, now)));
+    return row?.n ?? 0;
+  }
+
   async sweepExpired(): Promise<number> {
     const now = this.clock.now();
     // Leases whose holder died without releasing them (a node killed mid-refresh).
@@ -243,13 +270,18 @@ export class PostgresSessions implements SessionRepository {
       .returning({ id: sessions.id, accountId: sessions.accountId, provider: sessions.provider, refreshToken: sessions.refreshToken });
     const published: Promise<void>[] = [];
     for (const row of ended) {
-      const event = reason === "logout" ? "session.logged_out" : reason === "expired" ? "session.expired" : "session.revoked";
-      this.audit.write(event, { sessionId: row.id, accountId: row.accountId, reason });
-      published.push(this.events.publish({ sessionId: row.id, accountId: row.accountId, reason }).catch(this.onPublishFailed));
+      published.push(this.announce(row.id, row.accountId, reason));
       this.releaseGrant(row, reason);
     }
     await Promise.all(published);
     return ended.length;
+  }
+
+  /** Audit event, then the end published on every node (this one's sockets close at once). */
+  private announce(sessionId: string, accountId: string, reason: SessionEndReason): Promise<void> {
+    const event = reason === "logout" ? "session.logged_out" : reason === "expired" ? "session.expired" : "session.revoked";
+    this.audit.write(event, { sessionId, accountId, reason });
+    return this.events.publish({ sessionId, accountId, reason }).catch(this.onPublishFailed);
   }
 
   /** Best effort, never awaited (see SessionStore.releaseGrant): the session is over either way. */

@@ -6,11 +6,16 @@ import type { AuditLog } from "../../audit/log";
 import type { Clock, RandomBytes } from "../../clock";
 import type { TokenCipher } from "../../crypto/token-cipher";
 import type { Database } from "../../db/database";
+import { LogoutTokenJTIStore } from "../../auth/logout-token";
 import { TicketStore } from "../../ws/tickets";
+import { isStoreUnavailable } from "../errors";
+import { MemorySocketSlots } from "../memory-slots";
+import { SqliteOperatorActions } from "./operator-actions";
 import { LocalEventBus } from "../local-bus";
 import { MemoryLeaseTable, PollingRefreshLease, type LeaseOptions } from "../lease";
 import type {
   AccountRepository,
+  LogoutTokenJTIRepository,
   LoginAttemptRepository,
   RefreshLease,
   SessionEventBus,
@@ -31,6 +36,8 @@ export interface SqliteStoreOptions {
   bus?: LocalEventBus;
   /** Shared by every store of this process (tests open several on one file); one is made when absent. */
   leaseTable?: MemoryLeaseTable;
+  /** Shared like the lease table; one is made when absent. */
+  socketSlots?: MemorySocketSlots;
   lease?: LeaseOptions;
 }
 
@@ -38,13 +45,14 @@ export interface SqliteStoreOptions {
  * The embedded engine: the existing synchronous classes, unchanged, behind the async
  * interface. One process is one node, so the bus and the refresh lease live in its memory.
  */
-export function createSqliteStore(options: SqliteStoreOptions): Store & { db: Database; sessionStore: SessionStore } {
+export function createSqliteStore(options: SqliteStoreOptions): Store & SqliteHandles {
   const { db, cipher, audit, clock, randomBytes } = options;
   const bus = options.bus ?? new LocalEventBus(new SessionEvents());
   const sessionStore = new SessionStore(db, cipher, bus.events, audit, clock, randomBytes, options.sessions);
   const accountStore = new AccountStore(db, clock, randomBytes);
   const attemptStore = new LoginAttemptStore(db, cipher, clock, randomBytes);
   const ticketStore = new TicketStore(db, clock, randomBytes, options.ticketTTLSeconds);
+  const jtiStore = new LogoutTokenJTIStore(db, clock);
 
   // Each method: the synchronous call inside an async function, so a throw becomes a rejection.
   const sessions: SessionRepository = {
@@ -56,6 +64,9 @@ export function createSqliteStore(options: SqliteStoreOptions): Store & { db: Da
     revoke: async (accountId, sessionId, reason) => sessionStore.revoke(accountId, sessionId, reason),
     revokeOthers: async (accountId, currentId) => sessionStore.revokeOthers(accountId, currentId),
     end: async (sessionId, accountId, reason) => sessionStore.end(sessionId, accountId, reason),
+    endByProviderSession: async (provider, match) => sessionStore.endByProviderSession(provider, match),
+    adoptEnded: async (row, reason) => sessionStore.adoptEnded(row, reason),
+    countLive: async () => sessionStore.countLive(),
     sweepExpired: async () => sessionStore.sweepExpired(),
     setGrantRevoker: (revoker) => sessionStore.setGrantRevoker(revoker),
     revocationsSettled: () => sessionStore.revocationsSettled(),
@@ -66,6 +77,12 @@ export function createSqliteStore(options: SqliteStoreOptions): Store & { db: Da
   const accounts: AccountRepository = {
     findOrCreate: async (identity, provider) => accountStore.findOrCreate(identity, provider),
     find: async (id, provider) => accountStore.find(id, provider),
+    isBlocked: async (id) => accountStore.isBlocked(id),
+    findIdByIdentity: async (issuer, subject) => accountStore.findIdByIdentity(issuer, subject),
+  };
+  const logoutTokenJTIs: LogoutTokenJTIRepository = {
+    remember: async (issuer, jti, expiresAt) => jtiStore.remember(issuer, jti, expiresAt),
+    sweep: async () => jtiStore.sweep(),
   };
   const loginAttempts: LoginAttemptRepository = {
     start: async (input) => attemptStore.start(input),
@@ -83,13 +100,27 @@ export function createSqliteStore(options: SqliteStoreOptions): Store & { db: Da
     engine: "sqlite",
     db,
     sessionStore,
+    ticketStore,
+    sessionEvents: bus.events,
     sessions,
     accounts,
     loginAttempts,
     tickets,
     refreshLease,
     events,
+    logoutTokenJTIs,
+    operatorActions: new SqliteOperatorActions(db, clock),
+    socketSlots: options.socketSlots ?? new MemorySocketSlots(randomBytes),
+    isUnavailableError: isStoreUnavailable,
     isHealthy: async () => db.isHealthy(),
     close: async () => db.close(),
   };
+}
+
+/** The embedded engine's synchronous classes, for tests that look into the file. */
+export interface SqliteHandles {
+  db: Database;
+  sessionStore: SessionStore;
+  ticketStore: TicketStore;
+  sessionEvents: SessionEvents;
 }
