@@ -24,6 +24,12 @@ export interface ClusterOptions {
   env?: Record<string, string>;
   /** Where the nodes' and nginx's messages go (their audit lines are kept, not printed). */
   log?: (line: string) => void;
+  /**
+   * Tests only: nginx names the node that answered each request in an `X-Cluster-Node`
+   * response header (the node's host:port), so a browser test can tell which node served a
+   * tab. Not in docs/cluster-nginx.conf: a production balancer has no reason to tell.
+   */
+  nodeHeader?: boolean;
 }
 
 export interface ClusterNode {
@@ -94,7 +100,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     // Started one after the other: the first migrates, the others find it done (they would
     // wait on the advisory lock anyway).
     for (let index = 0; index < (options.nodes ?? 3); index += 1) nodes.push(await startNode(index, env, log));
-    nginx = await startNginx(dir, port, nodes, log);
+    nginx = await startNginx(dir, port, nodes, log, options.nodeHeader ?? false);
     await Promise.all(nodes.map((node) => ready(node.url)));
   } catch (error) {
     await close();
@@ -114,15 +120,22 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   };
 }
 
+/** The response header {@link ClusterOptions.nodeHeader} adds. */
+export const NODE_HEADER = "x-cluster-node";
+
 /** The nginx configuration of docs/cluster-nginx.conf for these nodes, as the script runs it. */
-export function renderNginxConf(dir: string, port: number, nodeURLs: string[]): string {
+export function renderNginxConf(dir: string, port: number, nodeURLs: string[], options: { nodeHeader?: boolean } = {}): string {
   const servers = nodeURLs.map((url) => `    server ${new URL(url).host} max_fails=1 fail_timeout=5s;`).join("\n");
   // Started by root, nginx's workers would run as "nobody", who cannot write in `dir`.
   const user = process.getuid?.() === 0 ? `user ${userInfo().username} ${spawnSync("id", ["-gn"], { encoding: "utf8" }).stdout.trim()};\n` : "";
-  return (
-    user +
-    readFileSync(NGINX_CONF, "utf8").replaceAll("{{DIR}}", dir).replaceAll("{{LISTEN}}", `127.0.0.1:${port}`).replaceAll("{{SERVERS}}", servers)
-  );
+  let conf = readFileSync(NGINX_CONF, "utf8").replaceAll("{{DIR}}", dir).replaceAll("{{LISTEN}}", `127.0.0.1:${port}`).replaceAll("{{SERVERS}}", servers);
+  if (options.nodeHeader === true) {
+    const anchor = "      proxy_buffering off;\n";
+    if (!conf.includes(anchor)) throw new Error("docs/cluster-nginx.conf: no `proxy_buffering off;` line to add the node header after");
+    // $upstream_addr: the node that answered (the last one tried, after a retry).
+    conf = conf.replace(anchor, `${anchor}      add_header ${NODE_HEADER} $upstream_addr always;\n`);
+  }
+  return user + conf;
 }
 
 async function startNode(index: number, env: Record<string, string>, log: (line: string) => void): Promise<ClusterNode> {
@@ -147,10 +160,10 @@ async function startNode(index: number, env: Record<string, string>, log: (line:
   return { index, url, process: child, audit };
 }
 
-async function startNginx(dir: string, port: number, nodes: ClusterNode[], log: (line: string) => void): Promise<ChildProcess> {
+async function startNginx(dir: string, port: number, nodes: ClusterNode[], log: (line: string) => void, nodeHeader: boolean): Promise<ChildProcess> {
   for (const sub of ["client_body", "proxy"]) mkdirSync(join(dir, sub), { recursive: true });
   const conf = join(dir, "nginx.conf");
-  writeFileSync(conf, renderNginxConf(dir, port, nodes.map((node) => node.url)));
+  writeFileSync(conf, renderNginxConf(dir, port, nodes.map((node) => node.url), { nodeHeader }));
   const check = spawnSync(NGINX, ["-t", "-q", "-p", dir, "-c", conf], { encoding: "utf8" });
   if (check.status !== 0) throw new Error(`nginx -t refused docs/cluster-nginx.conf: ${check.stderr}`);
   const child = spawn(NGINX, ["-p", dir, "-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
