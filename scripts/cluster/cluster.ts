@@ -15,8 +15,11 @@ export const NGINX_CONF = join(ROOT, "docs/cluster-nginx.conf");
 const NGINX = process.env.NGINX ?? "/usr/sbin/nginx";
 
 export interface ClusterOptions {
-  /** The PostgreSQL database every node shares. */
-  databaseURL: string;
+  /**
+   * The PostgreSQL database every node shares; null for one node on a SQLite file in the
+   * cluster's temporary folder (the benchmark compares the engines behind the same nginx).
+   */
+  databaseURL: string | null;
   /** nginx's port; 0 (the default) picks a free one. */
   port?: number;
   nodes?: number;
@@ -47,7 +50,7 @@ export interface Cluster {
   readonly nodes: ClusterNode[];
   readonly idp: DemoIdP;
   readonly game: DemoGame;
-  readonly databaseURL: string;
+  readonly databaseURL: string | null;
   /** `kill -9` of one node: no shutdown, no goodbye to its sockets. */
   kill(index: number): Promise<void>;
   close(): Promise<void>;
@@ -62,6 +65,8 @@ export interface Cluster {
  */
 export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  // SQLite is one process's database: a second node would not hear the first's events.
+  if (options.databaseURL === null && (options.nodes ?? 3) !== 1) throw new Error("a SQLite cluster has exactly one node");
   const dir = mkdtempSync(join(tmpdir(), "portcullis-cluster-"));
   const port = options.port && options.port > 0 ? options.port : await freePort();
   const origin = `http://localhost:${port}`;
@@ -75,7 +80,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     HOST: "127.0.0.1",
     PORT: "0",
     PUBLIC_ORIGIN: origin,
-    DATABASE_URL: options.databaseURL,
+    ...(options.databaseURL === null ? { DATABASE_PATH: join(dir, "portcullis.sqlite") } : { DATABASE_URL: options.databaseURL }),
     TOKEN_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString("base64")}`,
     ASSERTION_SIGNING_KEYS: `a1:${randomBytes(32).toString("base64")}`,
     GAME_BACKEND_URL: game.url,
