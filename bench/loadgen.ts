@@ -70,7 +70,7 @@ function httpRequest(url: string, method: string, headers: Record<string, string
 /** One ticket from `POST /auth/ws-ticket`: part of every Portcullis connection's setup cost. */
 async function ticket(): Promise<string> {
   const { credentials: c } = need();
-  const answer = await httpRequest(`${c.portcullisOrigin}/auth/ws-ticket`, "POST", portcullisHeaders());
+  const answer = await httpRequest(`${c.authURL ?? c.portcullisOrigin}/auth/ws-ticket`, "POST", portcullisHeaders());
   const body: unknown = answer.status === 200 ? JSON.parse(answer.body.toString("utf8")) : null;
   const value = readString(body, "ticket");
   if (value === null) throw new Error(`POST /auth/ws-ticket answered ${answer.status}`);
@@ -386,7 +386,9 @@ function parseScenario(value: unknown): Scenario {
 
 function parseCredentials(value: unknown): Credentials {
   const s = (key: string): string => stringField(value, key);
+  const authURL = readString(value, "authURL");
   return {
+    ...(authURL === null ? {} : { authURL }),
     portcullisOrigin: s("portcullisOrigin"),
     sessionToken: s("sessionToken"),
     signingSeed: s("signingSeed"),

@@ -12,6 +12,9 @@
  *                                  (node --cpu-prof) to DIR/profile/*.cpuprofile
  *   … -- --metrics                 run Portcullis with its Prometheus metrics on (METRICS_PORT),
  *                                  scraped every 5 s as a Prometheus server would (issue 16)
+ *   … -- --no-postgres             skip the SQLite / PostgreSQL comparison (bench/stores.ts),
+ *                                  which needs PostgreSQL (PORTCULLIS_TEST_DATABASE_URL, as
+ *                                  the tests; 127.0.0.1:5432 by default)
  *
  * Exit status: 0 when every measurement produced a figure, 1 when the harness broke
  * (a process died, a scenario failed or timed out), 2 when the whole run overran its
@@ -28,6 +31,7 @@ import { forkChild, HarnessError, LoadgenClient, stopChild, waitFor } from "./ch
 import { NGINX_BINARY, nginxVersion, startNginx, type Nginx } from "./nginx";
 import { readNumber, readString, TARGET_NAMES, type Result, type Scenario, type Target, type TargetName } from "./protocol";
 import { median, renderReport, type Row, type ScalePoint } from "./report";
+import { compareStores, ENGINES, stopStores, type StoreRow } from "./stores";
 import { describeMachine, ensureTool, loadAverage, raiseFileLimit, rssKiB } from "./system";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -37,6 +41,7 @@ const outFlag = process.argv.indexOf("--out");
 const OUT_DIR = outFlag !== -1 && process.argv[outFlag + 1] !== undefined ? resolve(process.argv[outFlag + 1] ?? "") : join(REPO, "bench", "results");
 const PROFILE_DIR = process.argv.includes("--profile") ? join(OUT_DIR, "profile") : null;
 const METRICS = process.argv.includes("--metrics");
+const POSTGRES = !process.argv.includes("--no-postgres");
 
 interface Plan {
   rounds: number;
@@ -51,12 +56,13 @@ interface Plan {
   memory: number[];
   scaling: number[];
   scalingMs: number;
+  fanoutSamples: number;
   deadlineMs: number;
 }
 
 const PLAN: Plan = SMOKE
-  ? { rounds: 1, warmupMs: 100, throughputMs: 300, latencyMs: 500, latencyRate: 500, setupMs: 300, setupParallel: 4, httpMs: 300, httpConcurrency: 8, memory: [20, 50], scaling: [1, 10], scalingMs: 300, deadlineMs: 120_000 }
-  : { rounds: 2, warmupMs: 500, throughputMs: 3_000, latencyMs: 5_000, latencyRate: 1_000, setupMs: 3_000, setupParallel: 16, httpMs: 3_000, httpConcurrency: 32, memory: [1_000, 10_000], scaling: [1, 10, 100, 1_000], scalingMs: 2_000, deadlineMs: 30 * 60_000 };
+  ? { rounds: 1, warmupMs: 100, throughputMs: 300, latencyMs: 500, latencyRate: 500, setupMs: 300, setupParallel: 4, httpMs: 300, httpConcurrency: 8, memory: [20, 50], scaling: [1, 10], scalingMs: 300, fanoutSamples: 5, deadlineMs: 180_000 }
+  : { rounds: 2, warmupMs: 500, throughputMs: 3_000, latencyMs: 5_000, latencyRate: 1_000, setupMs: 3_000, setupParallel: 16, httpMs: 3_000, httpConcurrency: 32, memory: [1_000, 10_000], scaling: [1, 10, 100, 1_000], scalingMs: 2_000, fanoutSamples: 200, deadlineMs: 30 * 60_000 };
 
 // 10,000 proxied sockets are 20,000 descriptors in the proxy, plus a margin.
 const WANTED_FILE_LIMIT = 65_536;
@@ -194,6 +200,7 @@ async function stopAll(): Promise<void> {
   if (started.portcullis !== null) await stopChild(started.portcullis, { message: { type: "stop" }, graceMs: PROFILE_DIR === null ? 3_000 : 60_000 });
   await Promise.all(started.children.map((child) => stopChild(child)));
   await started.nginx?.stop();
+  await stopStores();
 }
 
 async function main(): Promise<number> {
@@ -385,6 +392,28 @@ async function main(): Promise<number> {
     console.log(`scaling ${connections} done`);
   }
 
+  // (7) SQLite beside PostgreSQL: setups, /api, and the revocation fan-out across nodes.
+  let stores: StoreRow[] | undefined;
+  if (POSTGRES) {
+    console.log("stores: SQLite and PostgreSQL");
+    const comparison = await compareStores(
+      loadgen,
+      { rounds: PLAN.rounds, warmupMs: PLAN.warmupMs, setupMs: PLAN.setupMs, setupParallel: PLAN.setupParallel, httpMs: PLAN.httpMs, httpConcurrency: PLAN.httpConcurrency, apiPath: API_PATH, fanoutSamples: PLAN.fanoutSamples },
+      budget,
+      (line) => console.log(line),
+    );
+    stores = comparison.rows;
+    notes.push(...comparison.notes);
+    for (const failure of comparison.failures) {
+      console.error(`  FAILED ${failure}`);
+      failures.push(failure);
+    }
+    for (const r of stores) {
+      if (ENGINES.every((engine) => median(r.values[engine]) === undefined)) failures.push(`no figure at all for "${r.label}"`);
+    }
+    console.log("stores done");
+  }
+
   for (const line of stack.nginx?.problems() ?? []) notes.push(`nginx error.log: \`${line}\``);
   await stopAll();
   if (PROFILE_DIR !== null) {
@@ -410,6 +439,7 @@ async function main(): Promise<number> {
     latencyRate: PLAN.latencyRate,
     notes,
     failures,
+    ...(stores === undefined ? {} : { stores }),
   });
   mkdirSync(OUT_DIR, { recursive: true });
   const reportPath = join(OUT_DIR, SMOKE ? "smoke.md" : "latest.md");

@@ -28,7 +28,13 @@ export interface Target {
  * backend verifies the same kind of token whichever way the socket arrived.
  */
 export interface Credentials {
+  /** PUBLIC_ORIGIN: the Origin header every Portcullis request carries. */
   portcullisOrigin: string;
+  /**
+   * Where ticket requests go when not to `portcullisOrigin` itself: one node of a cluster,
+   * reached directly (the store comparison), while its PUBLIC_ORIGIN is nginx's.
+   */
+  authURL?: string;
   sessionToken: string;
   /** base64 of the 32-byte Ed25519 seed shared with Portcullis (`ASSERTION_SIGNING_KEYS`). */
   signingSeed: string;

@@ -4,6 +4,7 @@
  * descriptor limit) for a reader to judge them. It states figures; it judges none.
  */
 import { TARGET_NAMES, type TargetName } from "./protocol";
+import type { StoreRow } from "./stores";
 
 export interface Row {
   label: string;
@@ -33,6 +34,8 @@ export interface ReportContext {
   latencyRate: number;
   notes: string[];
   failures: string[];
+  /** SQLite beside PostgreSQL (bench/stores.ts); absent with --no-postgres. */
+  stores?: StoreRow[];
 }
 
 export function median(values: number[]): number | undefined {
@@ -105,6 +108,24 @@ export function renderReport(rows: Row[], scaling: ScalePoint[], context: Report
     lines.push(
       `| ${point.connections.toLocaleString("en-US")} | ${formatFigure(v.direct.throughput)} | ${formatFigure(v.nginx.throughput)} | ${formatFigure(v.portcullis.throughput)} | ${latency("direct")} | ${latency("nginx")} | ${latency("portcullis")} |`,
     );
+  }
+  if (context.stores !== undefined) {
+    lines.push(
+      "",
+      "## SQLite and PostgreSQL",
+      "",
+      "The same Portcullis on each store, one node measured (PostgreSQL: two nodes on one database, for the fan-out). Median of the rounds; the fan-out percentiles are over all its logouts.",
+      "",
+      "| measurement | better | SQLite | PostgreSQL | PostgreSQL / SQLite |",
+      "|---|:-:|---:|---:|---:|",
+    );
+    for (const row of context.stores) {
+      const sqlite = row.postgresOnly === true ? undefined : median(row.values.sqlite);
+      const postgres = median(row.values.postgres);
+      lines.push(
+        `| ${row.label} | ${row.better === "higher" ? "↑" : "↓"} | ${row.postgresOnly === true ? "n/a (one node)" : formatFigure(sqlite)} | ${formatFigure(postgres)} | ${ratio(postgres, sqlite)} |`,
+      );
+    }
   }
   if (context.failures.length > 0) {
     lines.push("", "## Measurements that failed", "", ...context.failures.map((failure) => `- ${failure}`));

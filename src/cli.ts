@@ -1,6 +1,7 @@
 import { userInfo } from "node:os";
 import { parseArgs } from "node:util";
-import { OperatorStore, type AccountRef, type AccountSummary } from "./admin/operator-store";
+import { OperatorStore, type AccountRef, type AccountSummary, type SessionSummary } from "./admin/operator-store";
+import { PostgresOperatorStore } from "./admin/operator-store-pg";
 import { systemClock } from "./clock";
 import { ConfigError, loadOperatorConfig, readEnvironment } from "./config";
 import { openDatabase } from "./db/database";
@@ -24,7 +25,9 @@ Options:
   --json              machine-readable output
   --help              this text
 
-Environment: DATABASE_PATH, as for the server (a .env file is read when present).
+Environment, as for the server (a .env file is read when present): DATABASE_URL for a
+cluster on PostgreSQL (every node closes the player's sockets), otherwise DATABASE_PATH
+(SQLite). No keys are needed.
 Exit status: 0 done, 1 no such player, 2 usage or configuration error.`;
 
 const COMMANDS = new Set(["sessions", "end-sessions", "block", "unblock"]);
@@ -37,8 +40,11 @@ interface Output {
   stderr: (line: string) => void;
 }
 
-/** Runs one command; returns the exit status. Exported for the test of its argument handling. */
-export function runCLI(argv: string[], env: Record<string, string | undefined>, raw: Output): number {
+/**
+ * Runs one command; returns the exit status: at once on SQLite (better-sqlite3 is
+ * synchronous), as a promise on PostgreSQL (DATABASE_URL). Exported for the tests.
+ */
+export function runCLI(argv: string[], env: Record<string, string | undefined>, raw: Output): number | Promise<number> {
   // Display names and user agents are the players' words: printed raw, an escape sequence
   // in one could rewrite the operator's terminal (title, screen, a fake prompt; review F4).
   const out: Output = { stdout: (text) => raw.stdout(terminalSafe(text)), stderr: (text) => raw.stderr(terminalSafe(text)) };
@@ -87,9 +93,9 @@ export function runCLI(argv: string[], env: Record<string, string | undefined>, 
   }
   const reason = (values.reason ?? "blocked by an operator").replace(/[\u0000-\u001f\u007f]/g, " ").slice(0, MAX_REASON);
 
-  let databasePath: string;
+  let config: { databasePath: string; databaseURL: string | null };
   try {
-    databasePath = loadOperatorConfig(env).databasePath;
+    config = loadOperatorConfig(env);
   } catch (error) {
     if (error instanceof ConfigError) {
       out.stderr(error.message);
@@ -97,7 +103,11 @@ export function runCLI(argv: string[], env: Record<string, string | undefined>, 
     }
     throw error;
   }
-  const db = openDatabase(databasePath);
+  const request: Request = { command, ref, reason, json: values.json };
+  if (config.databaseURL !== null) {
+    return runOnPostgres(PostgresOperatorStore.open(config.databaseURL, systemClock, operator), request, out);
+  }
+  const db = openDatabase(config.databasePath);
   try {
     const store = new OperatorStore(db, systemClock, operator);
     const account = store.findAccount(ref);
@@ -106,38 +116,97 @@ export function runCLI(argv: string[], env: Record<string, string | undefined>, 
       return 1;
     }
     switch (command) {
-      case "sessions": {
-        const sessions = store.listSessions(account.id);
-        if (values.json) {
-          out.stdout(JSON.stringify({ account: describe(account), sessions: sessions.map((s) => ({ ...s, ...isoTimes(s) })) }));
-        } else {
-          out.stdout(header(account));
-          out.stdout(sessions.length === 0 ? "  no sessions" : sessions.map((s) => `  ${s.id}  ${s.provider}  created ${iso(s.createdAt)}  last seen ${iso(s.lastSeenAt)}  ${s.userAgent}`).join("\n"));
-        }
+      case "sessions":
+        report(request, account, { sessions: store.listSessions(account.id) }, out);
         return 0;
-      }
-      case "end-sessions": {
-        const ended = store.endSessions(account.id);
-        out.stdout(values.json ? JSON.stringify({ account: describe(account), ended }) : `${header(account)}\n  ended ${ended} session(s)`);
+      case "end-sessions":
+        report(request, account, { ended: store.endSessions(account.id) }, out);
         return 0;
-      }
-      case "block": {
-        const { ended, alreadyBlocked } = store.block(account.id, reason);
-        out.stdout(
-          values.json
-            ? JSON.stringify({ account: describe(account), blocked: true, alreadyBlocked, ended })
-            : `${header(account)}\n  ${alreadyBlocked ? "was already blocked" : "blocked"}; ended ${ended} session(s)`,
-        );
+      case "block":
+        report(request, account, { block: store.block(account.id, reason) }, out);
         return 0;
-      }
-      default: {
-        const lifted = store.unblock(account.id);
-        out.stdout(values.json ? JSON.stringify({ account: describe(account), unblocked: lifted }) : `${header(account)}\n  ${lifted ? "unblocked" : "was not blocked"}`);
+      default:
+        report(request, account, { unblocked: store.unblock(account.id) }, out);
         return 0;
-      }
     }
   } finally {
     db.close();
+  }
+}
+
+/** What the operator asked, once the arguments are understood. */
+interface Request {
+  command: string;
+  ref: AccountRef;
+  reason: string;
+  json: boolean;
+}
+
+/** What one command did, on either engine. */
+type Outcome =
+  | { sessions: SessionSummary[] }
+  | { ended: number }
+  | { block: { ended: number; alreadyBlocked: boolean } }
+  | { unblocked: boolean };
+
+/**
+ * The same commands on the cluster's database. Each returns once its transaction has
+ * committed, and with it the NOTIFY every node listens for: the nodes close the sockets
+ * within a second of that (issue 15, tested in test/admin/cli-postgres.test.ts).
+ */
+async function runOnPostgres(store: PostgresOperatorStore, request: Request, out: Output): Promise<number> {
+  try {
+    const account = await store.findAccount(request.ref);
+    if (account === null) {
+      out.stderr("No such player.");
+      return 1;
+    }
+    switch (request.command) {
+      case "sessions":
+        report(request, account, { sessions: await store.listSessions(account.id) }, out);
+        return 0;
+      case "end-sessions":
+        report(request, account, { ended: await store.endSessions(account.id) }, out);
+        return 0;
+      case "block":
+        report(request, account, { block: await store.block(account.id, request.reason) }, out);
+        return 0;
+      default:
+        report(request, account, { unblocked: await store.unblock(account.id) }, out);
+        return 0;
+    }
+  } catch (error) {
+    // Unreachable database, refused login, no tables yet: said in one line, never the URL
+    // (it may hold a password), which postgres.js does not put in its messages.
+    out.stderr(`The database could not be used: ${error instanceof Error ? error.message : String(error)}`);
+    return 2;
+  } finally {
+    await store.close();
+  }
+}
+
+function report(request: Request, account: AccountSummary, outcome: Outcome, out: Output): void {
+  const { json } = request;
+  if ("sessions" in outcome) {
+    const { sessions } = outcome;
+    if (json) {
+      out.stdout(JSON.stringify({ account: describe(account), sessions: sessions.map((s) => ({ ...s, ...isoTimes(s) })) }));
+    } else {
+      out.stdout(header(account));
+      out.stdout(sessions.length === 0 ? "  no sessions" : sessions.map((s) => `  ${s.id}  ${s.provider}  created ${iso(s.createdAt)}  last seen ${iso(s.lastSeenAt)}  ${s.userAgent}`).join("\n"));
+    }
+  } else if ("ended" in outcome) {
+    out.stdout(json ? JSON.stringify({ account: describe(account), ended: outcome.ended }) : `${header(account)}\n  ended ${outcome.ended} session(s)`);
+  } else if ("block" in outcome) {
+    const { ended, alreadyBlocked } = outcome.block;
+    out.stdout(
+      json
+        ? JSON.stringify({ account: describe(account), blocked: true, alreadyBlocked, ended })
+        : `${header(account)}\n  ${alreadyBlocked ? "was already blocked" : "blocked"}; ended ${ended} session(s)`,
+    );
+  } else {
+    const lifted = outcome.unblocked;
+    out.stdout(json ? JSON.stringify({ account: describe(account), unblocked: lifted }) : `${header(account)}\n  ${lifted ? "unblocked" : "was not blocked"}`);
   }
 }
 
@@ -184,9 +253,12 @@ function iso(ms: number): string {
 
 // Run as a program (tsx src/cli.ts), not when imported by a test.
 if (process.argv[1] !== undefined && /cli\.ts$/.test(process.argv[1])) {
-  const status = runCLI(process.argv.slice(2), readEnvironment(), {
-    stdout: (line) => process.stdout.write(`${line}\n`),
-    stderr: (line) => process.stderr.write(`${line}\n`),
+  void Promise.resolve(
+    runCLI(process.argv.slice(2), readEnvironment(), {
+      stdout: (line) => process.stdout.write(`${line}\n`),
+      stderr: (line) => process.stderr.write(`${line}\n`),
+    }),
+  ).then((status) => {
+    process.exitCode = status;
   });
-  process.exitCode = status;
 }

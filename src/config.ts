@@ -299,17 +299,29 @@ export function readConfig(env: Env): { config: Config; problems: string[] } {
  * uses. It runs with the server's environment (or `.env`) but needs none of its secrets,
  * so an operator's shell without provider credentials can still block a cheater.
  */
-export function loadOperatorConfig(env: Env): { databasePath: string } {
+export function loadOperatorConfig(env: Env): { databasePath: string; databaseURL: string | null } {
   const problems: string[] = [];
   const read = new EnvReader(env, problems);
   const databasePath = read.string("DATABASE_PATH", "db/portcullis.sqlite");
-  if (read.optional("DATABASE_URL") !== null) {
-    problems.push("DATABASE_URL: the operator command works on the SQLite store (DATABASE_PATH) only");
+  // The cluster's database, as the nodes are given it. The command needs none of the
+  // server's keys on either engine: it hands ended sessions' refresh tokens over still sealed.
+  const databaseURL = read.optional("DATABASE_URL");
+  if (databaseURL !== null && !isPostgresURL(databaseURL)) {
+    problems.push("DATABASE_URL must be a postgres:// or postgresql:// URL (unset it for SQLite at DATABASE_PATH)");
   }
   if (problems.length > 0) {
     throw new ConfigError(problems);
   }
-  return { databasePath };
+  return { databasePath, databaseURL };
+}
+
+function isPostgresURL(url: string): boolean {
+  try {
+    const { protocol } = new URL(url);
+    return protocol === "postgres:" || protocol === "postgresql:";
+  } catch {
+    return false;
+  }
 }
 
 /**

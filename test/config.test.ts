@@ -371,13 +371,25 @@ describe("#loadConfig", () => {
 
 describe("#loadOperatorConfig", () => {
   it("needs only DATABASE_PATH (default db/portcullis.sqlite), none of the server's secrets", () => {
-    expect(loadOperatorConfig({})).toEqual({ databasePath: "db/portcullis.sqlite" });
+    expect(loadOperatorConfig({})).toEqual({ databasePath: "db/portcullis.sqlite", databaseURL: null });
     expect(loadOperatorConfig({ NODE_ENV: "production", DATABASE_PATH: "/var/lib/portcullis/db.sqlite" })).toEqual({
       databasePath: "/var/lib/portcullis/db.sqlite",
+      databaseURL: null,
     });
   });
 
-  it("refuses DATABASE_URL: the command works on the SQLite store only", () => {
-    expect(() => loadOperatorConfig({ DATABASE_URL: "postgres://db/portcullis" })).toThrow(ConfigError);
+  it("takes DATABASE_URL for a cluster on PostgreSQL, still without keys", () => {
+    expect(loadOperatorConfig({ NODE_ENV: "production", DATABASE_URL: "postgres://db/portcullis" })).toMatchObject({ databaseURL: "postgres://db/portcullis" });
+    expect(loadOperatorConfig({ DATABASE_URL: "postgresql://db/portcullis" })).toMatchObject({ databaseURL: "postgresql://db/portcullis" });
+  });
+
+  it("refuses a DATABASE_URL that is not PostgreSQL's, without echoing it", () => {
+    let problems: string[] = [];
+    try {
+      loadOperatorConfig({ DATABASE_URL: "mysql://user:s3cret@db/portcullis" });
+    } catch (error) {
+      if (error instanceof ConfigError) problems = error.problems;
+    }
+    expect(problems).toEqual(["DATABASE_URL must be a postgres:// or postgresql:// URL (unset it for SQLite at DATABASE_PATH)"]);
   });
 });

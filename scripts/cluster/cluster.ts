@@ -15,8 +15,11 @@ export const NGINX_CONF = join(ROOT, "docs/cluster-nginx.conf");
 const NGINX = process.env.NGINX ?? "/usr/sbin/nginx";
 
 export interface ClusterOptions {
-  /** The PostgreSQL database every node shares. */
-  databaseURL: string;
+  /**
+   * The PostgreSQL database every node shares; null for one node on a SQLite file in the
+   * cluster's temporary folder (the benchmark compares the engines behind the same nginx).
+   */
+  databaseURL: string | null;
   /** nginx's port; 0 (the default) picks a free one. */
   port?: number;
   nodes?: number;
@@ -24,6 +27,12 @@ export interface ClusterOptions {
   env?: Record<string, string>;
   /** Where the nodes' and nginx's messages go (their audit lines are kept, not printed). */
   log?: (line: string) => void;
+  /**
+   * Tests only: nginx names the node that answered each request in an `X-Cluster-Node`
+   * response header (the node's host:port), so a browser test can tell which node served a
+   * tab. Not in docs/cluster-nginx.conf: a production balancer has no reason to tell.
+   */
+  nodeHeader?: boolean;
 }
 
 export interface ClusterNode {
@@ -41,7 +50,7 @@ export interface Cluster {
   readonly nodes: ClusterNode[];
   readonly idp: DemoIdP;
   readonly game: DemoGame;
-  readonly databaseURL: string;
+  readonly databaseURL: string | null;
   /** `kill -9` of one node: no shutdown, no goodbye to its sockets. */
   kill(index: number): Promise<void>;
   close(): Promise<void>;
@@ -56,6 +65,8 @@ export interface Cluster {
  */
 export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  // SQLite is one process's database: a second node would not hear the first's events.
+  if (options.databaseURL === null && (options.nodes ?? 3) !== 1) throw new Error("a SQLite cluster has exactly one node");
   const dir = mkdtempSync(join(tmpdir(), "portcullis-cluster-"));
   const port = options.port && options.port > 0 ? options.port : await freePort();
   const origin = `http://localhost:${port}`;
@@ -69,7 +80,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     HOST: "127.0.0.1",
     PORT: "0",
     PUBLIC_ORIGIN: origin,
-    DATABASE_URL: options.databaseURL,
+    ...(options.databaseURL === null ? { DATABASE_PATH: join(dir, "portcullis.sqlite") } : { DATABASE_URL: options.databaseURL }),
     TOKEN_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString("base64")}`,
     ASSERTION_SIGNING_KEYS: `a1:${randomBytes(32).toString("base64")}`,
     GAME_BACKEND_URL: game.url,
@@ -94,7 +105,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     // Started one after the other: the first migrates, the others find it done (they would
     // wait on the advisory lock anyway).
     for (let index = 0; index < (options.nodes ?? 3); index += 1) nodes.push(await startNode(index, env, log));
-    nginx = await startNginx(dir, port, nodes, log);
+    nginx = await startNginx(dir, port, nodes, log, options.nodeHeader ?? false);
     await Promise.all(nodes.map((node) => ready(node.url)));
   } catch (error) {
     await close();
@@ -114,15 +125,22 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   };
 }
 
+/** The response header {@link ClusterOptions.nodeHeader} adds. */
+export const NODE_HEADER = "x-cluster-node";
+
 /** The nginx configuration of docs/cluster-nginx.conf for these nodes, as the script runs it. */
-export function renderNginxConf(dir: string, port: number, nodeURLs: string[]): string {
+export function renderNginxConf(dir: string, port: number, nodeURLs: string[], options: { nodeHeader?: boolean } = {}): string {
   const servers = nodeURLs.map((url) => `    server ${new URL(url).host} max_fails=1 fail_timeout=5s;`).join("\n");
   // Started by root, nginx's workers would run as "nobody", who cannot write in `dir`.
   const user = process.getuid?.() === 0 ? `user ${userInfo().username} ${spawnSync("id", ["-gn"], { encoding: "utf8" }).stdout.trim()};\n` : "";
-  return (
-    user +
-    readFileSync(NGINX_CONF, "utf8").replaceAll("{{DIR}}", dir).replaceAll("{{LISTEN}}", `127.0.0.1:${port}`).replaceAll("{{SERVERS}}", servers)
-  );
+  let conf = readFileSync(NGINX_CONF, "utf8").replaceAll("{{DIR}}", dir).replaceAll("{{LISTEN}}", `127.0.0.1:${port}`).replaceAll("{{SERVERS}}", servers);
+  if (options.nodeHeader === true) {
+    const anchor = "      proxy_buffering off;\n";
+    if (!conf.includes(anchor)) throw new Error("docs/cluster-nginx.conf: no `proxy_buffering off;` line to add the node header after");
+    // $upstream_addr: the node that answered (the last one tried, after a retry).
+    conf = conf.replace(anchor, `${anchor}      add_header ${NODE_HEADER} $upstream_addr always;\n`);
+  }
+  return user + conf;
 }
 
 async function startNode(index: number, env: Record<string, string>, log: (line: string) => void): Promise<ClusterNode> {
@@ -147,10 +165,10 @@ async function startNode(index: number, env: Record<string, string>, log: (line:
   return { index, url, process: child, audit };
 }
 
-async function startNginx(dir: string, port: number, nodes: ClusterNode[], log: (line: string) => void): Promise<ChildProcess> {
+async function startNginx(dir: string, port: number, nodes: ClusterNode[], log: (line: string) => void, nodeHeader: boolean): Promise<ChildProcess> {
   for (const sub of ["client_body", "proxy"]) mkdirSync(join(dir, sub), { recursive: true });
   const conf = join(dir, "nginx.conf");
-  writeFileSync(conf, renderNginxConf(dir, port, nodes.map((node) => node.url)));
+  writeFileSync(conf, renderNginxConf(dir, port, nodes.map((node) => node.url), { nodeHeader }));
   const check = spawnSync(NGINX, ["-t", "-q", "-p", dir, "-c", conf], { encoding: "utf8" });
   if (check.status !== 0) throw new Error(`nginx -t refused docs/cluster-nginx.conf: ${check.stderr}`);
   const child = spawn(NGINX, ["-p", dir, "-c", conf], { stdio: ["ignore", "ignore", "pipe"] });

@@ -192,7 +192,7 @@ describe("the operator command against a running server", () => {
   });
 
   it("explains itself with --help, and refuses a missing player or bad arguments (in process)", () => {
-    const call = (...args: string[]): { code: number; stdout: string; stderr: string } => {
+    const call = (...args: string[]): { code: number | Promise<number>; stdout: string; stderr: string } => {
       const out = { stdout: "", stderr: "" };
       const code = runCLI(args, { DATABASE_PATH: h.env.DATABASE_PATH }, { stdout: (l) => (out.stdout += l), stderr: (l) => (out.stderr += l) });
       return { code, ...out };
