@@ -44,6 +44,12 @@ function showGame() {
   $("game-view").hidden = false;
   $("who").hidden = false;
   $("player-name").textContent = state.me.user.displayName;
+  // "Log out of Demo ID too": named after the provider the player logged in with.
+  const provider = state.me.user.provider;
+  portcullis.providers().then((list) => {
+    const label = list.find((p) => p.name === provider)?.label ?? provider;
+    if (state.me?.user.provider === provider) $("logout-provider").textContent = `Log out of ${label} too`;
+  });
 }
 
 function sessionEnded() {
@@ -271,6 +277,17 @@ async function start() {
 $("logout").addEventListener("click", async () => {
   state.game?.close();
   await portcullis.logout();
+  sessionEnded();
+  $("ended").hidden = true;
+  setStatus("idle");
+});
+$("logout-provider").addEventListener("click", async () => {
+  state.game?.close();
+  const url = await portcullis.logoutEverywhere();
+  if (url !== null) {
+    location.assign(url);
+    return;
+  }
   sessionEnded();
   $("ended").hidden = true;
   setStatus("idle");

@@ -34,6 +34,18 @@ export async function logout() {
   await fetch("/auth/logout", { method: "POST", headers: CSRF, credentials: "same-origin" });
 }
 
+/**
+ * Logs out here and returns the identity provider's logout URL (OIDC RP-Initiated Logout),
+ * or null when the provider has none: navigate there to leave the provider too. It sends
+ * the player back to this site's front page, signed out of both.
+ */
+export async function logoutEverywhere() {
+  const response = await fetch("/auth/logout?provider=1", { method: "POST", headers: CSRF, credentials: "same-origin" });
+  if (response.status !== 200) return null;
+  const { providerLogoutURL } = await response.json();
+  return typeof providerLogoutURL === "string" ? providerLogoutURL : null;
+}
+
 export async function sessions() {
   const response = await fetch("/auth/sessions", { credentials: "same-origin" });
   if (response.status === 401) return null;

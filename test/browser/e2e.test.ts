@@ -200,6 +200,23 @@ describe("the game in a real Chromium (issue 5, SECURITY.md A1, C12, F30)", () =
     await contextB.close();
   });
 
+  it("\"Log out of Demo too\" ends the session here and at the identity provider, and lands back on the game signed out of both (issue 15 item 2)", async () => {
+    const context = await browser.newContext();
+    const page = await newPage(context);
+    await login(page, "Lou");
+    const providerSession = async (): Promise<boolean> => (await context.cookies()).some((c) => c.domain === "127.0.0.1" && c.name.startsWith("_session"));
+    expect(await providerSession()).toBe(true);
+    await page.locator("#logout-provider", { hasText: "Log out of Demo too" }).click();
+    // The provider's end-session page asks before it signs the player out.
+    await page.waitForURL((url) => url.origin === h.idp.issuer);
+    await page.click("button[type=submit]");
+    await page.waitForURL(`${h.origin}/`);
+    await page.locator("#login-view").waitFor({ state: "visible" });
+    expect(await page.evaluate(() => fetch("/auth/me").then((r) => r.status))).toBe(401);
+    expect(await providerSession()).toBe(false);
+    await context.close();
+  });
+
   it("after logging out, \"Log in with Demo\" asks for a name again, so another player can sit down (issue 18 item 4)", async () => {
     const context = await browser.newContext();
     const page = await newPage(context);
