@@ -3,10 +3,10 @@
 // in Chromium, one at 1,280 px and one on a 390 px touch phone, and writes
 // docs/arena.png and docs/arena-phone.png. Tests never write tracked files (issue 18).
 import { mkdirSync } from "node:fs";
-import { chromium, type BrowserContext, type Page } from "playwright-core";
+import { type BrowserContext, type Page } from "playwright-core";
+import { launchChromium } from "../test/fixtures/chromium";
 import { startStack } from "../test/fixtures/stack";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
 async function login(context: BrowserContext, origin: string, name: string): Promise<Page> {
   const page = await context.newPage();
@@ -23,11 +23,7 @@ async function login(context: BrowserContext, origin: string, name: string): Pro
 
 async function main(): Promise<void> {
   const stack = await startStack();
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--no-first-run", "--disable-component-update", "--disable-sync"],
-  });
+  const browser = await launchChromium();
   try {
     const origin = stack.h.origin;
     const desktop = await browser.newContext({ viewport: { width: 1280, height: 800 } });

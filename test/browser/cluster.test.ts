@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chromium, type Browser, type Page } from "playwright-core";
+import { type Browser, type Page } from "playwright-core";
+import { launchChromium } from "../fixtures/chromium";
 import { NODE_HEADER, startCluster, type Cluster } from "../../scripts/cluster/cluster";
 import { createTestDatabase, dropTestDatabase } from "../store/engines";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
 /**
  * Issue 13 item 6: the game in a real Chromium against `npm run cluster` as it stands (three
@@ -26,11 +26,7 @@ describe("the game in Chromium on the cluster (issue 13 item 6)", () => {
         if (process.env.CLUSTER_LOG) process.stderr.write(`${line}\n`);
       },
     });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"],
-    });
+    browser = await launchChromium();
   }, 120_000);
   afterAll(async () => {
     await browser?.close();

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chromium, type Browser, type BrowserContext, type Page, type Response } from "playwright-core";
+import { type Browser, type BrowserContext, type Page, type Response } from "playwright-core";
+import { launchChromium } from "../fixtures/chromium";
 import { OAuth2Client, OAuth2RequestError } from "arctic";
 import { startStack } from "../fixtures/stack";
 import { CLIENT_ID, type Harness } from "../fixtures/harness";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
 interface Observed {
   responses: Response[];
@@ -22,11 +22,7 @@ describe("the game in a real Chromium (issue 5, SECURITY.md A1, C12, F30)", () =
   beforeAll(async () => {
     stack = await startStack();
     h = stack.h;
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"],
-    });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();

@@ -6,14 +6,14 @@ import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chromium, type Browser } from "playwright-core";
+import { type Browser } from "playwright-core";
+import { launchChromium } from "../fixtures/chromium";
 import { startDemoGame, type DemoGame } from "../../src/demo/game";
 import { createGameAPI } from "../../src/demo/game-api";
 import { startDemoIdP, type DemoIdP } from "../../src/demo/idp";
 import { CLIENT_ID, startHarness, type Harness } from "../fixtures/harness";
 import { freePort } from "../fixtures/stack";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const NGINX = "/usr/sbin/nginx";
 const DOC = fileURLToPath(new URL("../../docs/own-front-end.md", import.meta.url));
 // The built game nginx serves: the demo client stands in for a studio's dist/ folder.
@@ -121,11 +121,7 @@ ${block}
     });
     nginx = spawn(NGINX, ["-p", dir, "-c", join(dir, "nginx.conf")], { stdio: ["ignore", "ignore", "inherit"] });
     await listening(nginxPort);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ["--no-sandbox", "--ignore-certificate-errors", "--disable-background-networking", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"],
-    });
+    browser = await launchChromium({ extraArgs: ["--ignore-certificate-errors"] });
   });
   afterAll(async () => {
     await browser?.close();

@@ -1,19 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { launchChromium } from "../fixtures/chromium";
 import { startStack } from "../fixtures/stack";
 import { startSocketIOStack, type SocketIOStack } from "../fixtures/socketio-stack";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const SOCKET_IO_ROUTE = JSON.stringify([{ path: "/socket.io/", backendProtocol: null }]);
 
 type State = [string, Record<string, unknown>];
 
 async function launch(): Promise<Browser> {
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"],
-  });
+  return launchChromium();
 }
 
 /** What a page saw that it should not have: CSP violations and console errors. */

@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chromium, type Browser } from "playwright-core";
+import { type Browser } from "playwright-core";
+import { launchChromium } from "../fixtures/chromium";
 import { createServer, type ViteDevServer } from "vite";
 import { startDemoGame, type DemoGame } from "../../src/demo/game";
 import { createGameAPI } from "../../src/demo/game-api";
@@ -12,7 +13,6 @@ import { CLIENT_ID, startHarness, type Harness } from "../fixtures/harness";
 import { freePort } from "../fixtures/stack";
 import { portcullisDevConfig } from "../fixtures/vite-app/vite.config";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const FIXTURE = fileURLToPath(new URL("../fixtures/vite-app", import.meta.url));
 
 /**
@@ -47,11 +47,7 @@ describe("a studio's front-end on a Vite dev server, Portcullis behind its proxy
     });
     vite = await createServer({ configFile: false, ...portcullisDevConfig({ root: app, port: vitePort, portcullis: h.origin }) });
     await vite.listen();
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"],
-    });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();
