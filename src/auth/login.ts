@@ -9,6 +9,7 @@ import type { AccountRepository, LoginAttemptRepository, SessionRepository } fro
 import type { Clock } from "../clock";
 import type { Metrics } from "../metrics/metrics";
 import { refuse } from "../http/errors";
+import { escapeHTML, noticePage } from "../http/notice-page";
 import { DecryptionError } from "../crypto/token-cipher";
 import { blockedPage } from "./account-blocks";
 import { sidOfIdToken } from "./logout-token";
@@ -195,21 +196,11 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
 function continuePage(c: Context<AppEnv>, returnTo: string): Response {
   const target = escapeHTML(returnTo);
   return c.html(
-    `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta http-equiv="refresh" content="0;url=${target}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Signed in</title>
-<link rel="icon" href="/favicon.svg" type="image/svg+xml">
-<link rel="stylesheet" href="/style.css">
-</head>
-<body class="notice">
-<main><h1>Signed in</h1><p><a id="continue" href="${target}">Continue to the game</a></p></main>
-</body>
-</html>
-`,
+    noticePage({
+      title: "Signed in",
+      head: `<meta http-equiv="refresh" content="0;url=${target}">\n`,
+      main: `<main><h1>Signed in</h1><p><a id="continue" href="${target}">Continue to the game</a></p></main>`,
+    }),
     200,
   );
 }
@@ -251,25 +242,8 @@ function isInsecureOrigin(origin: string | undefined): boolean {
 function failurePage(c: Context<AppEnv>, reason: LoginFailureReason, provider: Provider, status: 400 | 503 = 400): Response {
   const text = escapeHTML(LOGIN_FAILURE_MESSAGES[reason]).replaceAll("{provider}", escapeHTML(provider.label));
   const retry = `/auth/login/${encodeURIComponent(provider.name)}`;
-  return c.html(
-    `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Login failed</title>
-<link rel="icon" href="/favicon.svg" type="image/svg+xml">
-<link rel="stylesheet" href="/style.css">
-</head>
-<body class="notice">
-<main data-reason="${reason}"><h1>Login failed</h1><p>${text}</p><p>Nothing was saved.</p><p><a href="${escapeHTML(retry)}">Try again</a> or go <a href="/">back to the game</a>.</p></main>
-</body>
-</html>
-`,
-    status,
-  );
-}
-
-function escapeHTML(value: string): string {
-  return value.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`);
+  const main =
+    `<main data-reason="${reason}"><h1>Login failed</h1><p>${text}</p><p>Nothing was saved.</p>` +
+    `<p><a href="${escapeHTML(retry)}">Try again</a> or go <a href="/">back to the game</a>.</p></main>`;
+  return c.html(noticePage({ title: "Login failed", main }), status);
 }
