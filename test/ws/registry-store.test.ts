@@ -118,7 +118,8 @@ describe.each<EngineName>(["sqlite", "postgres"])("the registry on the %s store"
     expect(doomed.closes).toEqual([]);
     const admin = postgres(engine.url ?? "", { max: 1, onnotice: () => {} });
     try {
-      await admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'portcullis-listener-%'`;
+      // This file's database only: other test files' listeners are not ours to cut.
+      await admin`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'portcullis-listener-%' AND datname = current_database()`;
     } finally {
       await admin.end({ timeout: 1 });
     }
