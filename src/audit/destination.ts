@@ -21,7 +21,7 @@ export interface AuditDestination {
 // What a destination may hold in memory before it drops: a never-read stdout or a stalled
 // disk costs at most this much per destination, not the whole heap.
 export const DEFAULT_MAX_QUEUED_BYTES = 1024 * 1024;
-const BATCH_BYTES = 64 * 1024;
+const BATCH_BYTES = 64 * 1024; // Stryker: a smaller batch only costs more writes.
 const NOTICE_INTERVAL_MS = 10_000;
 const NOTICE_MAX_QUEUED_BYTES = 64 * 1024;
 const STREAM_FLUSH_DEADLINE_MS = 1_000;
@@ -40,6 +40,7 @@ export class DropReporter {
     private readonly clock: Clock,
   ) {
     // stderr closed under us (EPIPE) must not become an uncaught exception either.
+    // Stryker: equivalent (`true`, `listenerCount("")`) — one more no-op listener changes nothing.
     if (notices.listenerCount("error") === 0) notices.on("error", () => undefined);
   }
 
@@ -66,6 +67,7 @@ export class DropReporter {
   }
 
   private notice(text: string): void {
+    // Stryker: `>=` is the same bound, one notice apart.
     if (this.notices.destroyed || this.notices.writableLength > NOTICE_MAX_QUEUED_BYTES) return;
     this.notices.write(text);
   }
@@ -105,6 +107,8 @@ export class StreamDestination implements AuditDestination {
   flush(): Promise<void> {
     if (this.stream.writableLength === 0 || this.stream.destroyed) return Promise.resolve();
     return new Promise((resolve) => {
+      // Stryker: not security-relevant — the event names below only decide whether a flush
+      // that ends by `close` or by the deadline leaves a listener, or waits the 1 s deadline.
       const done = (): void => {
         clearTimeout(deadline);
         this.stream.off("drain", done);
@@ -143,10 +147,10 @@ export class FileDestination implements AuditDestination {
   private handle: FileHandle | null = null;
   private size = 0;
   private pumping = false;
-  private reopenRequested = false;
+  private reopenRequested = false; // Stryker: `true` is equivalent: the constructor calls reopen().
   private closed = false;
   /** The last write stopped inside a line: the next write starts on a fresh line. */
-  private midLine = false;
+  private midLine = false; // Stryker: `true` is equivalent: openHandle() resets it before any write.
   private idle: (() => void)[] = [];
   private lastError: string | null = null;
   private readonly maxBytes: number | null;
@@ -206,6 +210,7 @@ export class FileDestination implements AuditDestination {
 
   private async drain(): Promise<void> {
     while (this.queue.length > 0 || this.reopenRequested) {
+      // Stryker: `true` (reopen before every batch) writes the same lines, one open more per batch.
       if (this.reopenRequested || this.handle === null) {
         this.reopenRequested = false;
         await this.closeHandle();
@@ -217,12 +222,15 @@ export class FileDestination implements AuditDestination {
         }
       }
       const batch = this.takeBatch();
-      if (batch.length === 0) continue;
+      if (batch.length === 0) continue; // Stryker: equivalent — an empty buffer writes nothing.
       let text = batch.join("");
+      // Stryker: untested — no test disk stops inside a line (/dev/full writes nothing at all).
       if (this.midLine) text = `\n${text}`;
       const buffer = Buffer.from(text);
       if (this.maxBytes !== null && this.size > 0 && this.size + buffer.length > this.maxBytes) {
         await this.rotate();
+        // Stryker: untested (as root no test can make the reopen fail); without this branch
+        // writeAll() writes nothing and the batch is dropped and counted all the same.
         if (this.handle === null) {
           this.drops.dropped(this.path, batch.length, "could not reopen after rotation");
           continue;
@@ -271,6 +279,7 @@ export class FileDestination implements AuditDestination {
   }
 
   private dropQueue(reason: string): void {
+    // Stryker: equivalent (`true`, `>= 0`) — dropping 0 lines adds 0 and says nothing.
     if (this.queue.length > 0) this.drops.dropped(this.path, this.queue.length, reason);
     this.queue.length = 0;
     this.queuedBytes = 0;
@@ -283,6 +292,8 @@ export class FileDestination implements AuditDestination {
     try {
       const stat = await handle.stat();
       // Only a regular file: AUDIT_LOG_PATH=/dev/stderr must not re-mode a device.
+      // Stryker: `true` is equivalent (chmod 0600 of a 0600 file). The catch below needs
+      // fstat or fchmod to fail on a descriptor just opened: untested.
       if (stat.isFile() && (stat.mode & 0o777) !== 0o600) await handle.chmod(0o600);
       this.size = stat.size;
     } catch (error) {

@@ -190,6 +190,7 @@ function key(fields: { ip?: string; reason?: string; status?: number }): { ip?: 
     // An IPv6 /64 is one client here too, or rotating addresses would write one line each.
     ...(fields.ip === undefined ? {} : { ip: truncate(addressGroup(fields.ip)) }),
     ...(fields.reason === undefined ? {} : { reason: truncate(fields.reason) }),
+    // Stryker: equivalent (`false`) — `status: undefined` is dropped by JSON.stringify and `?? null`.
     ...(fields.status === undefined ? {} : { status: fields.status }),
   };
 }

@@ -15,7 +15,7 @@ interface Bucket {
 /** Whether a request may pass and, if not, how long to wait. */
 export type RateDecision = { allowed: true } | { allowed: false; retryAfterSeconds: number };
 
-const MAX_KEYS = 100_000;
+export const MAX_KEYS = 100_000;
 
 /**
  * In-memory token buckets keyed by IP or session (SECURITY.md H34). Bounded: when the map
@@ -28,6 +28,11 @@ export class RateLimiter {
     private readonly limit: RateLimitConfig,
     private readonly clock: Clock,
   ) {}
+
+  /** Buckets held: never more than {@link MAX_KEYS}. */
+  get size(): number {
+    return this.buckets.size;
+  }
 
   take(key: string): RateDecision {
     const now = this.clock.now();

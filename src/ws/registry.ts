@@ -136,6 +136,8 @@ export class SocketRegistry<C extends LiveConnection = LiveConnection> {
         // the idle timeout. The absolute timeout still ends the session whatever they do.
         let latest = 0;
         for (const connection of connections) latest = Math.max(latest, connection.lastMessageAt);
+        // Stryker: equivalent (`true`, `>= 0`) — touch(id, 0) updates nothing: both stores
+        // only move last_seen_at forward, and 0 is never a minute past it.
         if (latest > 0) await this.sessions.touch(sessionId, latest);
         if ((await this.sessions.findLive(sessionId)) === null) {
           this.closeSession(sessionId, SESSION_ENDED, "session ended");
@@ -159,6 +161,7 @@ export class SocketRegistry<C extends LiveConnection = LiveConnection> {
    */
   async closeAll(code: number, reason: string, options: { graceMs?: number } = {}): Promise<void> {
     const closing = this.all();
+    // Stryker: equivalent (`false`) — with no socket, Promise.all([]) wins the race at once.
     if (closing.length === 0) return;
     for (const connection of closing) connection.close(code, reason);
     let timer: NodeJS.Timeout | undefined;
@@ -197,5 +200,7 @@ function removeFrom<C>(index: Map<string, Set<C>>, key: string, connection: C): 
   const set = index.get(key);
   if (set === undefined) return;
   set.delete(connection);
+  // Stryker: not security-relevant (`false`) — an emptied set would stay in the index: memory,
+  // and one findLive per recheck for its session; counts and closes are the same.
   if (set.size === 0) index.delete(key);
 }

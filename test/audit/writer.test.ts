@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdtempSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, renameSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -141,12 +141,16 @@ describe("#createAuditLog file (AUDIT_LOG_PATH)", () => {
   });
 
   it("drops and counts lines when every write fails (ENOSPC from /dev/full), says so on stderr once, and keeps going", async () => {
-    const { log, out, notices } = newLog({ filePath: "/dev/full" });
+    // Through a symlink: a mutant that rotates or renames the file (npm run mutate) then
+    // moves the link, never the device itself (one such run once left /dev/full a regular file).
+    const full = join(mkdtempSync(join(tmpdir(), "portcullis-audit-full-")), "full");
+    symlinkSync("/dev/full", full);
+    const { log, out, notices } = newLog({ filePath: full });
     for (let i = 0; i < 50; i += 1) log.write("server.started", { detail: String(i) });
     await log.flush();
-    expect(log.dropped().get("/dev/full")).toBe(50);
+    expect(log.dropped().get(full)).toBe(50);
     expect(out.events()).toHaveLength(50);
-    expect(notices.text()).toMatch(/^portcullis: audit log \/dev\/full: \d+ line\(s\) dropped \(ENOSPC\); still serving\n/);
+    expect(notices.text()).toMatch(/^portcullis: audit log \S+\/full: \d+ line\(s\) dropped \(ENOSPC\); still serving\n/);
     expect(notices.text().split("\n").filter((line) => line !== "").length).toBeLessThanOrEqual(2);
     await log.close();
     expect(statSync("/dev/full").mode & 0o777).toBe(0o666);

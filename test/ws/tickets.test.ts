@@ -56,6 +56,12 @@ describe("TicketStore (SECURITY.md E23)", () => {
       expect(h.bff.tickets.redeem(ticket)).toEqual({ status: "unknown" });
     });
 
+    it("refuses a ticket at exactly its TTL: it lives WS_TICKET_TTL_SECONDS, not a millisecond more", async () => {
+      const { ticket } = h.bff.tickets.issue(await sessionId("exact"));
+      h.clock.advance(30_000);
+      expect(h.bff.tickets.redeem(ticket)).toEqual({ status: "expired" });
+    });
+
     it("accepts a ticket one second before its TTL", async () => {
       const id = await sessionId("early");
       const { ticket } = h.bff.tickets.issue(id);
