@@ -70,7 +70,9 @@ const STRIPPED_REQUEST_HEADERS = new Set([
   "x-http-host-override",
   // Client-address headers some frameworks trust like X-Forwarded-For: a browser must not
   // be able to pick the address the upstream logs or rate-limits. The family is also caught
-  // by CLIENT_ADDRESS_HEADER below, for the vendor variants not listed here.
+  // by CLIENT_ADDRESS_HEADER below, for the vendor variants not listed here. (Stryker:
+  // removing one of these names is equivalent — each ends in -ip, -addr, -address or -for,
+  // which the pattern strips too; test/proxy/relay-headers.test.ts proves the pattern.)
   "client-ip",
   "true-client-ip",
   "x-client-ip",
