@@ -44,6 +44,9 @@ const h = await startHarness({
     WS_MAX_SOCKETS_PER_SESSION: "1000000",
     WS_MAX_MESSAGES_PER_SECOND: "100000000",
     MAX_CONNECTIONS: "1000000",
+    // One load generator stands for thousands of players from one address: the per-address
+    // cap (256 by default) would refuse all but the first 256 sockets.
+    MAX_CONNECTIONS_PER_IP: "1000000",
     RATE_LIMIT_AUTH: GENEROUS,
     RATE_LIMIT_LOGIN: GENEROUS,
     RATE_LIMIT_TICKET: GENEROUS,

@@ -34,7 +34,7 @@ async function main(): Promise<void> {
   const backend = await startRecordingBackend({ record: false });
   // The real clock: sessions made to expire do so on their own.
   const h = await startHarness({
-    env: { GAME_BACKEND_URL: backend.url, WS_MAX_SOCKETS_PER_SESSION: String(PER_SESSION), MAX_CONNECTIONS: "20000" },
+    env: { GAME_BACKEND_URL: backend.url, WS_MAX_SOCKETS_PER_SESSION: String(PER_SESSION), MAX_CONNECTIONS: "20000", MAX_CONNECTIONS_PER_IP: "20000" },
     // The audit log is discarded here: kept in memory it would be the one thing that grows.
     portcullis: { clock: systemClock, ws: { recheckMs: 2_000 }, auditStream: new Writable({ write: (_chunk, _encoding, done) => done() }) },
   });
