@@ -13,7 +13,7 @@
 import { Writable } from "node:stream";
 import { ManualClock } from "../src/clock";
 import { startHarness } from "../test/fixtures/harness";
-import { isRecord, readString } from "./protocol";
+import { isRecord, LOADGEN_LIMITS, readString } from "./protocol";
 
 /**
  * The harness takes a ManualClock so tests can move time by hand; a benchmark needs the
@@ -33,7 +33,6 @@ if (backendURL === undefined || keyId === undefined || seed === undefined) {
 
 // Limits that would otherwise throttle the load generator itself; the bucket burst bounds
 // how many requests of one kind a run may make, so it sits far above any run's total.
-const GENEROUS = "100000/s,1000000";
 const METRICS = process.argv.includes("--metrics");
 const SCRAPE_INTERVAL_MS = 5_000;
 const h = await startHarness({
@@ -41,17 +40,7 @@ const h = await startHarness({
   env: {
     GAME_BACKEND_URL: backendURL,
     ASSERTION_SIGNING_KEYS: `${keyId}:${seed}`,
-    WS_MAX_SOCKETS_PER_SESSION: "1000000",
-    WS_MAX_MESSAGES_PER_SECOND: "100000000",
-    MAX_CONNECTIONS: "1000000",
-    // One load generator stands for thousands of players from one address: the per-address
-    // cap (256 by default) would refuse all but the first 256 sockets.
-    MAX_CONNECTIONS_PER_IP: "1000000",
-    RATE_LIMIT_AUTH: GENEROUS,
-    RATE_LIMIT_LOGIN: GENEROUS,
-    RATE_LIMIT_TICKET: GENEROUS,
-    RATE_LIMIT_UPGRADE: GENEROUS,
-    RATE_LIMIT_API: GENEROUS,
+    ...LOADGEN_LIMITS,
     ...(METRICS ? { METRICS_PORT: "0" } : {}),
   },
   // The harness would keep every audit line in memory and grow the RSS being measured.

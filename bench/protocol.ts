@@ -115,3 +115,23 @@ export function parseReply(value: unknown): LoadgenReply | null {
   if (value.ok === false) return { id, ok: false, error: readString(value, "error") ?? "unknown error" };
   return null;
 }
+
+const GENEROUS = "100000/s,1000000";
+
+/**
+ * Limits lifted for every Portcullis the bench starts: one load generator stands for
+ * thousands of players from one address, in a handful of sessions, and would otherwise be
+ * throttled by the very limits that protect a real deployment (per session, per address,
+ * per second). What the bench measures is the proxy's cost, not its refusals.
+ */
+export const LOADGEN_LIMITS: Readonly<Record<string, string>> = {
+  WS_MAX_SOCKETS_PER_SESSION: "1000000",
+  WS_MAX_MESSAGES_PER_SECOND: "100000000",
+  MAX_CONNECTIONS: "1000000",
+  MAX_CONNECTIONS_PER_IP: "1000000",
+  RATE_LIMIT_AUTH: GENEROUS,
+  RATE_LIMIT_LOGIN: GENEROUS,
+  RATE_LIMIT_TICKET: GENEROUS,
+  RATE_LIMIT_UPGRADE: GENEROUS,
+  RATE_LIMIT_API: GENEROUS,
+};

@@ -15,7 +15,7 @@ import { startCluster, type Cluster } from "../scripts/cluster/cluster";
 import { Agent } from "../test/fixtures/agent";
 import { createTestDatabase, dropTestDatabase } from "../test/store/engines";
 import { HarnessError, type LoadgenClient } from "./children";
-import type { Credentials, Result, Scenario, Target } from "./protocol";
+import { LOADGEN_LIMITS, type Credentials, type Result, type Scenario, type Target } from "./protocol";
 
 export type Engine = "sqlite" | "postgres";
 export const ENGINES: readonly Engine[] = ["sqlite", "postgres"];
@@ -49,21 +49,7 @@ export interface StoreComparison {
 }
 
 const SESSION = "__Host-Http-session";
-// As bench/portcullis.ts: limits that would otherwise throttle the load generator itself.
-const GENEROUS = "100000/s,1000000";
-const NODE_ENV: Record<string, string> = {
-  WS_MAX_SOCKETS_PER_SESSION: "1000000",
-  WS_MAX_MESSAGES_PER_SECOND: "100000000",
-  MAX_CONNECTIONS: "1000000",
-    // One load generator stands for thousands of players from one address: the per-address
-    // cap (256 by default) would refuse all but the first 256 sockets.
-    MAX_CONNECTIONS_PER_IP: "1000000",
-  RATE_LIMIT_AUTH: GENEROUS,
-  RATE_LIMIT_LOGIN: GENEROUS,
-  RATE_LIMIT_TICKET: GENEROUS,
-  RATE_LIMIT_UPGRADE: GENEROUS,
-  RATE_LIMIT_API: GENEROUS,
-};
+const NODE_ENV: Record<string, string> = { ...LOADGEN_LIMITS };
 const FANOUT_TIMEOUT_MS = 5_000;
 
 // The clusters up now, so a run that overruns its deadline can stop their node processes.
