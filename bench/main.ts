@@ -12,6 +12,9 @@
  *                                  (node --cpu-prof) to DIR/profile/*.cpuprofile
  *   … -- --metrics                 run Portcullis with its Prometheus metrics on (METRICS_PORT),
  *                                  scraped every 5 s as a Prometheus server would (issue 16)
+ *   … -- --only setup,http         run only these sections (memory, throughput, latency, setup,
+ *                                  http, scaling, stores): for profiling one path; the other
+ *                                  rows of the report stay empty
  *   … -- --no-postgres             skip the SQLite / PostgreSQL comparison (bench/stores.ts),
  *                                  which needs PostgreSQL (PORTCULLIS_TEST_DATABASE_URL, as
  *                                  the tests; 127.0.0.1:5432 by default)
@@ -32,7 +35,7 @@ import { NGINX_BINARY, nginxVersion, startNginx, type Nginx } from "./nginx";
 import { readNumber, readString, TARGET_NAMES, type Result, type Scenario, type Target, type TargetName } from "./protocol";
 import { median, renderReport, type Row, type ScalePoint } from "./report";
 import { compareStores, ENGINES, stopStores, type StoreRow } from "./stores";
-import { describeMachine, ensureTool, loadAverage, raiseFileLimit, rssKiB } from "./system";
+import { cpuMs, describeMachine, ensureTool, loadAverage, raiseFileLimit, rssKiB } from "./system";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const REPO = resolve(HERE, "..");
@@ -41,7 +44,17 @@ const outFlag = process.argv.indexOf("--out");
 const OUT_DIR = outFlag !== -1 && process.argv[outFlag + 1] !== undefined ? resolve(process.argv[outFlag + 1] ?? "") : join(REPO, "bench", "results");
 const PROFILE_DIR = process.argv.includes("--profile") ? join(OUT_DIR, "profile") : null;
 const METRICS = process.argv.includes("--metrics");
-const POSTGRES = !process.argv.includes("--no-postgres");
+const onlyFlag = process.argv.indexOf("--only");
+const SECTIONS = ["memory", "throughput", "latency", "setup", "http", "scaling", "stores"] as const;
+const ONLY = onlyFlag === -1 ? null : new Set((process.argv[onlyFlag + 1] ?? "").split(","));
+for (const name of ONLY ?? []) {
+  if (!(SECTIONS as readonly string[]).includes(name)) throw new Error(`--only takes a comma-separated list of: ${SECTIONS.join(", ")}`);
+}
+/** Whether `--only` (when given) names this section. */
+function wanted(section: (typeof SECTIONS)[number]): boolean {
+  return ONLY === null || ONLY.has(section);
+}
+const POSTGRES = !process.argv.includes("--no-postgres") && wanted("stores");
 
 interface Plan {
   rounds: number;
@@ -218,11 +231,19 @@ async function main(): Promise<number> {
   const { loadgen, targets } = stack;
   console.log(`targets: ${TARGET_NAMES.map((name) => `${name} ${targets[name]?.wsURL ?? "(none)"}`).join(", ")}`);
 
+  /** The process whose CPU time a proxied operation costs (direct: none). */
+  const proxyPid = (name: TargetName): number | null => (name === "portcullis" ? stack.portcullisPid : name === "nginx" ? (stack.nginx?.workerPid ?? null) : null);
+  /** The CPU time (ms) the proxy used during each target's last scenario. */
+  const proxyCpu: Record<TargetName, number | null> = { direct: null, nginx: null, portcullis: null };
   /** Runs one scenario; a failure is recorded and yields null, so one broken target does not end the run. */
   const attempt = async (label: string, name: TargetName, scenario: Scenario): Promise<Result | null> => {
     try {
       await settle(stack.statsURL);
+      const pid = proxyPid(name);
+      const cpuBefore = pid === null ? null : cpuMs(pid);
       const result = await loadgen.run(scenario, budget(scenario));
+      const cpuAfter = pid === null ? null : cpuMs(pid);
+      proxyCpu[name] = cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore;
       if (result.count === 0 && scenario.kind !== "release") throw new HarnessError(`no ${scenario.kind} completed${result.firstError === undefined ? "" : `: ${result.firstError}`}`);
       if (result.errors > 0) console.log(`  ${label} / ${name}: ${result.errors} errors (${result.firstError ?? "?"})`);
       return result;
@@ -251,6 +272,11 @@ async function main(): Promise<number> {
   const push = (target: Row, name: TargetName, value: number | undefined): void => {
     if (value !== undefined) target.rounds[name].push(value);
   };
+  /** The proxy's CPU µs per completed operation in the scenario just run for `name`. */
+  const pushCpu = (target: Row, name: TargetName, result: Result): void => {
+    const used = proxyCpu[name];
+    if (used !== null && result.count > 0) push(target, name, (used * 1000) / result.count);
+  };
 
   // (1) throughput, (2) latency, (3) setup, (4) HTTP: rounds interleave the targets, so a
   // burst of load from elsewhere on the machine falls on all three rather than on one.
@@ -269,9 +295,11 @@ async function main(): Promise<number> {
     addedP50: row(`RTT p50 added over direct (ms), same`, "lower", { noDirect: true }),
   };
   const setupRow = row(`connection setups/s, ${PLAN.setupParallel} in parallel (Portcullis: ticket request + upgrade; others: upgrade)`, "higher");
+  const setupCpuRow = row("proxy CPU µs per connection setup (its process's user + system time / setups)", "lower", { noDirect: true });
   const http = {
     rate: row(`GET ${API_PATH} requests/s, ${PLAN.httpConcurrency} concurrent, keep-alive`, "higher"),
     p99: row(`GET ${API_PATH} p99 (ms)`, "lower"),
+    cpu: row(`proxy CPU µs per GET ${API_PATH}`, "lower", { noDirect: true }),
   };
   const w = PLAN.warmupMs;
   const t = PLAN.throughputMs;
@@ -290,6 +318,7 @@ async function main(): Promise<number> {
   // Each proxied socket costs the proxy two descriptors; keep a margin for everything else.
   const capacity = Math.floor((limit.soft - 512) / 2);
   const steps = PLAN.memory.map((requested) => ({ requested, count: Math.min(requested, capacity) }));
+  if (!wanted("memory")) steps.length = 0;
   for (const { requested, count } of steps) {
     if (count < requested) notes.push(`Memory at ${requested.toLocaleString("en-US")} sockets was measured with ${count.toLocaleString("en-US")}: the open-files limit (${limit.soft}) allows no more through a proxy.`);
   }
@@ -344,39 +373,51 @@ async function main(): Promise<number> {
 
   for (let round = 1; round <= PLAN.rounds; round += 1) {
     console.log(`round ${round} of ${PLAN.rounds}`);
-    await each((target) => ({ kind: "echo", target, connections: CONNECTIONS, size: SMALL, window: 8, warmupMs: w, ms: t }), (n, r) => push(tput.echoSmall, n, r.perSecond), "echo 100 B");
-    await each((target) => ({ kind: "stream", target, connections: CONNECTIONS, size: SMALL, warmupMs: w, ms: t, statsURL: stack.statsURL }), (n, r) => push(tput.streamSmall, n, r.perSecond), "stream 100 B");
-    await each((target) => ({ kind: "echo", target, connections: CONNECTIONS, size: LARGE, window: 2, warmupMs: w, ms: t }), (n, r) => push(tput.echoLarge, n, r.perSecond), "echo 16 KiB");
-    await each((target) => ({ kind: "stream", target, connections: CONNECTIONS, size: LARGE, warmupMs: w, ms: t, statsURL: stack.statsURL }), (n, r) => push(tput.streamLarge, n, r.perSecond), "stream 16 KiB");
-    console.log("  throughput done");
-    await each(
-      (target) => ({ kind: "latency", target, connections: 10, totalRate: PLAN.latencyRate, warmupMs: w, ms: PLAN.latencyMs }),
-      (n, r) => {
-        const direct = lat.p50.rounds.direct.at(-1);
-        if (n !== "direct" && r.p50 !== undefined && direct !== undefined) push(lat.addedP50, n, r.p50 - direct);
-        push(lat.p50, n, r.p50);
-        push(lat.p99, n, r.p99);
-        push(lat.p999, n, r.p999);
-      },
-      "latency",
-    );
-    console.log("  latency done");
-    await each((target) => ({ kind: "setup", target, parallel: PLAN.setupParallel, ms: PLAN.setupMs }), (n, r) => push(setupRow, n, r.perSecond), "setup");
-    console.log("  setup done");
-    await each(
-      (target) => ({ kind: "http", target, concurrency: PLAN.httpConcurrency, path: API_PATH, ms: PLAN.httpMs }),
-      (n, r) => {
-        push(http.rate, n, r.perSecond);
-        push(http.p99, n, r.p99);
-      },
-      "http",
-    );
-    console.log("  http done");
+    if (wanted("throughput")) {
+      await each((target) => ({ kind: "echo", target, connections: CONNECTIONS, size: SMALL, window: 8, warmupMs: w, ms: t }), (n, r) => push(tput.echoSmall, n, r.perSecond), "echo 100 B");
+      await each((target) => ({ kind: "stream", target, connections: CONNECTIONS, size: SMALL, warmupMs: w, ms: t, statsURL: stack.statsURL }), (n, r) => push(tput.streamSmall, n, r.perSecond), "stream 100 B");
+      await each((target) => ({ kind: "echo", target, connections: CONNECTIONS, size: LARGE, window: 2, warmupMs: w, ms: t }), (n, r) => push(tput.echoLarge, n, r.perSecond), "echo 16 KiB");
+      await each((target) => ({ kind: "stream", target, connections: CONNECTIONS, size: LARGE, warmupMs: w, ms: t, statsURL: stack.statsURL }), (n, r) => push(tput.streamLarge, n, r.perSecond), "stream 16 KiB");
+      console.log("  throughput done");
+    }
+    if (wanted("latency")) {
+      await each(
+        (target) => ({ kind: "latency", target, connections: 10, totalRate: PLAN.latencyRate, warmupMs: w, ms: PLAN.latencyMs }),
+        (n, r) => {
+          const direct = lat.p50.rounds.direct.at(-1);
+          if (n !== "direct" && r.p50 !== undefined && direct !== undefined) push(lat.addedP50, n, r.p50 - direct);
+          push(lat.p50, n, r.p50);
+          push(lat.p99, n, r.p99);
+          push(lat.p999, n, r.p999);
+        },
+        "latency",
+      );
+      console.log("  latency done");
+    }
+    if (wanted("setup")) {
+      await each((target) => ({ kind: "setup", target, parallel: PLAN.setupParallel, ms: PLAN.setupMs }), (n, r) => {
+        push(setupRow, n, r.perSecond);
+        pushCpu(setupCpuRow, n, r);
+      }, "setup");
+      console.log("  setup done");
+    }
+    if (wanted("http")) {
+      await each(
+        (target) => ({ kind: "http", target, concurrency: PLAN.httpConcurrency, path: API_PATH, ms: PLAN.httpMs }),
+        (n, r) => {
+          push(http.rate, n, r.perSecond);
+          push(http.p99, n, r.p99);
+          pushCpu(http.cpu, n, r);
+        },
+        "http",
+      );
+      console.log("  http done");
+    }
   }
 
   // (6) how throughput and latency grow from 1 to 1,000 connections.
   const scaling: ScalePoint[] = [];
-  for (const connections of PLAN.scaling) {
+  for (const connections of wanted("scaling") ? PLAN.scaling : []) {
     const point: ScalePoint = { connections, values: { direct: {}, nginx: {}, portcullis: {} } };
     for (const name of TARGET_NAMES) {
       const target = targets[name];
@@ -446,7 +487,7 @@ async function main(): Promise<number> {
   writeFileSync(reportPath, markdown);
   console.log(`\n${markdown}`);
   console.log(`report: ${relative(process.cwd(), reportPath)}`);
-  if (hasGnuplot) {
+  if (hasGnuplot && scaling.length > 0) {
     const chartPath = join(OUT_DIR, SMOKE ? "smoke.png" : "chart.png");
     try {
       drawChart(scaling, chartPath, PLAN.latencyRate, `${describeMachine(stack.nginx?.version ?? "no nginx")}; ${startedAt.toISOString().slice(0, 16)}Z`);
@@ -456,7 +497,8 @@ async function main(): Promise<number> {
     }
   }
   const missing = rows.filter((r) => TARGET_NAMES.every((name) => median(r.rounds[name]) === undefined));
-  for (const r of missing) failures.push(`no figure at all for "${r.label}"`);
+  // Under --only, the rows of the sections not run have no figures by design.
+  if (ONLY === null) for (const r of missing) failures.push(`no figure at all for "${r.label}"`);
   if (failures.length > 0) console.error(`the harness broke in ${failures.length} place(s)`);
   return failures.length > 0 ? 1 : 0;
 }

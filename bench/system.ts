@@ -60,6 +60,24 @@ export function rssKiB(pid: number): number | null {
   }
 }
 
+/**
+ * CPU time (user + system, ms) a process has used so far, from /proc/PID/stat; null when it
+ * cannot be read. On a shared machine this is steadier than a rate: a process that waits
+ * for a core is slower but not costlier.
+ */
+export function cpuMs(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the parenthesised command name (which may hold spaces): utime and stime
+    // are the 14th and 15th fields, in clock ticks (USER_HZ, 100 on Linux).
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? ticks * 10 : null;
+  } catch {
+    return null;
+  }
+}
+
 /** The direct children of a process (nginx's worker under its master). */
 export function childPids(pid: number): number[] {
   const pids: number[] = [];
