@@ -14,6 +14,13 @@ export interface AppEnv {
     noStore: boolean;
     /** This request's id (http/request-id.ts): on its audit lines, upstream, and in X-Request-Id. */
     requestId: string;
+    /**
+     * Puts SECURITY.md F's headers (and the no-store rules) on an answer a route writes to
+     * the socket itself, past the middleware that does it for every other answer.
+     */
+    finishHeaders: (headers: Headers) => void;
+    /** The status of an answer the route wrote to the socket itself (c.res is then a marker). */
+    sentStatus: number | undefined;
     /** The /api upstream prefix the request was matched to, for the metrics; unset before a match. */
     upstream: string | undefined;
   };

@@ -46,28 +46,33 @@ export function securityHeaderList(options: SecurityHeadersOptions): [string, st
 /**
  * SECURITY.md F on every answer, 404s and refusals included: it runs after the handler and
  * after `onError`, so nothing leaves without these headers. (What Node or
- * @hono/node-server refuses before Hono runs gets them in portcullis.ts.)
+ * @hono/node-server refuses before Hono runs gets them in portcullis.ts; an answer a route
+ * writes to the socket itself, the /api relay's, gets them from `c.var.finishHeaders`.)
  */
 export function securityHeadersMiddleware(options: SecurityHeadersOptions): MiddlewareHandler<AppEnv> {
   const fixed = securityHeaderList(options);
   return async function securityHeaders(c, next) {
+    c.set("finishHeaders", (headers) => finishHeaders(headers, fixed, c.var.noStore));
     await next();
-    const headers = c.res.headers;
-    for (const [name, value] of fixed) {
-      headers.set(name, value);
-    }
-    headers.delete("X-Powered-By");
-    const type = headers.get("content-type");
-    if (type !== null && /^(text\/|application\/(json|javascript|manifest\+json))/i.test(type) && !/charset=/i.test(type)) {
-      headers.set("content-type", `${type}; charset=utf-8`);
-    }
-    // SECURITY.md A7: an answer that sets a cookie is never cached, whatever the handler
-    // asked for (RFC 9111 5.2.2.5). The targeted fields go too: CDN-Cache-Control (RFC 9213
-    // 2.1) and the older Surrogate-Control override Cache-Control at the caches they name.
-    if (headers.has("set-cookie") || c.var.noStore) {
-      headers.set("Cache-Control", "no-store");
-      headers.delete("CDN-Cache-Control");
-      headers.delete("Surrogate-Control");
-    }
+    finishHeaders(c.res.headers, fixed, c.var.noStore);
   };
+}
+
+function finishHeaders(headers: Headers, fixed: [string, string][], noStore: boolean): void {
+  for (const [name, value] of fixed) {
+    headers.set(name, value);
+  }
+  headers.delete("X-Powered-By");
+  const type = headers.get("content-type");
+  if (type !== null && /^(text\/|application\/(json|javascript|manifest\+json))/i.test(type) && !/charset=/i.test(type)) {
+    headers.set("content-type", `${type}; charset=utf-8`);
+  }
+  // SECURITY.md A7: an answer that sets a cookie is never cached, whatever the handler
+  // asked for (RFC 9111 5.2.2.5). The targeted fields go too: CDN-Cache-Control (RFC 9213
+  // 2.1) and the older Surrogate-Control override Cache-Control at the caches they name.
+  if (headers.has("set-cookie") || noStore) {
+    headers.set("Cache-Control", "no-store");
+    headers.delete("CDN-Cache-Control");
+    headers.delete("Surrogate-Control");
+  }
 }

@@ -18,7 +18,7 @@ export function measureAPI(metrics: Metrics): MiddlewareHandler<AppEnv> {
         // The configured prefix the relay matched, never the path the client sent.
         upstream: c.var.upstream ?? null,
         method: c.req.method,
-        status: c.res.status,
+        status: c.var.sentStatus ?? c.res.status,
         seconds: (performance.now() - started) / 1000,
       });
     }

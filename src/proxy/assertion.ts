@@ -35,6 +35,14 @@ export interface PublicJWK {
 
 /** Identity assertions live 60 s (CONTRACT.md): long enough for a handshake, useless if leaked from a log. */
 export const ASSERTION_TTL_SECONDS = 60;
+/**
+ * How long one assertion serves the HTTP requests of one session to one audience: half its
+ * life, so an upstream always gets one with 30 s or more left. Signing per request cost
+ * more CPU than the rest of the relay's own work (issue 14).
+ */
+export const ASSERTION_REUSE_MS = 30_000;
+/** Reusable assertions kept at most (one per live session and audience in use); the oldest go first. */
+const REUSE_ENTRIES = 10_000;
 
 // PKCS#8 wrapping of a raw 32-byte Ed25519 seed (RFC 8410 section 7).
 const PKCS8_ED25519_PREFIX = Buffer.from("302e020100300506032b657004220420", "hex");
@@ -53,6 +61,8 @@ interface SigningKey {
 export class AssertionSigner {
   private readonly keys: SigningKey[];
   private readonly jwksBody: string;
+  /** Reusable assertions by their claims, in the order they were signed. */
+  private readonly reusable = new Map<string, { token: string; signedAt: number }>();
 
   constructor(
     seeds: NamedKey[],
@@ -77,6 +87,28 @@ export class AssertionSigner {
   /** The JSON of the JWK Set, computed once. */
   jwksJSON(): string {
     return this.jwksBody;
+  }
+
+  /**
+   * An assertion for these claims signed less than {@link ASSERTION_REUSE_MS} ago, or a
+   * new one. For HTTP requests, each of which is checked against the live session before it
+   * gets here: a session that ended gets no request through, cached assertion or not. Its
+   * `jti` then names the assertion, not the request (X-Request-Id names the request). The
+   * WebSocket handshake signs a fresh one (`sign`).
+   */
+  signReusable(claims: AssertionClaims): string {
+    const key = JSON.stringify([claims.sub, claims.sid, claims.name, claims.aud, claims.idp ?? null, claims.idpSub ?? null]);
+    const now = this.clock.now();
+    const kept = this.reusable.get(key);
+    if (kept !== undefined && now >= kept.signedAt && now - kept.signedAt < ASSERTION_REUSE_MS) return kept.token;
+    const token = this.sign(claims);
+    this.reusable.delete(key);
+    this.reusable.set(key, { token, signedAt: now });
+    if (this.reusable.size > REUSE_ENTRIES) {
+      const oldest = this.reusable.keys().next().value;
+      if (oldest !== undefined) this.reusable.delete(oldest);
+    }
+    return token;
   }
 
   sign(claims: AssertionClaims): string {

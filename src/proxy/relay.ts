@@ -1,3 +1,6 @@
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { RESPONSE_ALREADY_SENT } from "@hono/node-server/utils/response";
 import { Hono, type Context } from "hono";
 import type { AppEnv } from "../app-env";
 import type { AuditLog } from "../audit/log";
@@ -28,9 +31,11 @@ export interface APIRelayDeps {
 const BODY_LIMIT = 1024 * 1024;
 const UPSTREAM_TIMEOUT_MS = 30_000;
 // RFC 9110 7.6.1 hop-by-hop fields, plus what only the browser↔BFF leg may carry and what
-// the BFF sets itself (SECURITY.md D21). `expect` is the BFF's to answer (RFC 9110 10.1.1),
-// and undici's fetch refuses to send it. The client's `accept-encoding` goes too: undici asks
-// for what it can decode and decodes it, so the body we stream back is always plain.
+// the BFF sets itself (SECURITY.md D21). `expect` is the BFF's to answer (RFC 9110 10.1.1):
+// the body is read whole before the upstream is called. The client's `accept-encoding` goes
+// too: an upstream that compresses makes every answer a case a game developer must test
+// through the relay, for little gain on loopback; one that compresses anyway is passed on
+// as it is, with its own Content-Encoding and Content-Length.
 // A list of families rather than an allowlist: a game's own headers (its X-Game-Version, a
 // content type, an idempotency key) reach it without anyone naming them in our
 // configuration, and every family here is one the upstream's framework gives meaning to.
@@ -112,9 +117,6 @@ const STRIPPED_RESPONSE_HEADERS = new Set([
   "set-cookie",
   "set-cookie2",
   "clear-site-data",
-  // fetch hands us the decoded body, so the upstream's length and encoding no longer apply.
-  "content-length",
-  "content-encoding",
   // Our own policy headers win over the upstream's (and every access-control-* goes too:
   // CONTRACT.md, no CORS and never a reflected Origin).
   "content-security-policy",
@@ -174,7 +176,7 @@ export function apiRoutes(deps: APIRelayDeps): Hono<AppEnv> {
       credential: async () => {
         if (route.credential.mode === "provider-token") return providerToken(deps.refresher, route.credential.provider, session);
         await deps.refresher.checkIntact(session);
-        return playerAssertion(deps.signer, session, account, route.audience);
+        return playerAssertion(deps.signer, session, account, route.audience, { reuse: true });
       },
       location: (location) => rewriteLocation(location, url, route),
     });
@@ -208,79 +210,196 @@ export interface ForwardOptions {
  * WebSocket routes: the body read bounded, the browser's credentials and the framework
  * headers stripped (SECURITY.md D21, I42), the credential added, the answer streamed back
  * with its own dangerous headers stripped. Session and CSRF are the caller's to check.
+ *
+ * The upstream is called with `node:http` over a keep-alive pool, and its answer is piped
+ * to the browser's socket as it comes, bytes untouched (issue 14: `fetch` and web streams
+ * cost several times the CPU of the request itself). The answer is written here, so its
+ * headers are finished here too (`c.var.finishHeaders`, X-Request-Id).
  */
 export async function forwardRequest(c: Context<AppEnv>, options: ForwardOptions): Promise<Response> {
   const body = await readBoundedBody(c);
+  const outgoing = c.env.outgoing;
 
-  const headers = new Headers();
-  const connectionListed = listedInConnection(c.req.raw.headers);
+  const headers: OutgoingHttpHeaders = {};
+  const connectionListed = listedInConnection(c.req.raw.headers.get("connection"));
   for (const [name, value] of c.req.raw.headers) {
     if (STRIPPED_REQUEST_HEADERS.has(name) || name.startsWith("x-forwarded-") || CLIENT_ADDRESS_HEADER.test(name) || connectionListed.has(name)) continue;
-    headers.set(name, value);
+    headers[name] = value;
   }
-  headers.set("x-forwarded-for", c.var.clientIP);
-  headers.set("x-forwarded-proto", options.publicProto);
+  headers["x-forwarded-for"] = c.var.clientIP;
+  headers["x-forwarded-proto"] = options.publicProto;
   // The same id the browser gets back and the audit lines carry: one request, one id at every hop.
-  headers.set(REQUEST_ID_HEADER, c.var.requestId);
+  headers[REQUEST_ID_HEADER.toLowerCase()] = c.var.requestId;
+  if (body !== undefined) headers["content-length"] = String(body.byteLength);
   const credential = await options.credential();
-  headers.set("authorization", `Bearer ${credential}`);
+  headers.authorization = `Bearer ${credential}`;
 
-  // Real time, not the injected clock: this bounds a wait on a socket. It covers the whole
-  // exchange, the streamed answer included, so a trickling upstream cannot pin a
-  // connection for longer than 30 s. A browser that goes away aborts the upstream call too.
-  const timeout = AbortSignal.timeout(options.timeoutMs);
-  const signals = [timeout, c.req.raw.signal, ...(options.signal === undefined ? [] : [options.signal])];
-  let upstream: Response;
+  let upstream: IncomingMessage;
+  const exchange = new Exchange(options.timeoutMs, outgoing, options.signal);
   try {
-    upstream = await fetch(options.url, {
-      method: c.req.method,
-      headers,
-      body,
-      // SECURITY.md D20: never follow an upstream's redirect on the user's behalf.
-      redirect: "manual",
-      signal: AbortSignal.any(signals),
-    });
+    upstream = await exchange.send(options.url, { method: c.req.method, headers }, body);
   } catch (error) {
     // Ended by the caller (a session that ended): its reason is the answer, not a failure.
     if (options.signal?.aborted) throw options.signal.reason;
-    const reason = timeout.aborted ? "timeout" : c.req.raw.signal.aborted ? "client gone" : "unreachable";
+    const reason = exchange.timedOut ? "timeout" : exchange.clientGone ? "client gone" : "unreachable";
     options.audit.write("upstream.failed", {
       sessionId: options.sessionId,
       upstream: options.upstream,
       requestId: c.var.requestId,
       reason,
-      detail: error instanceof Error && error.cause instanceof Error ? error.cause.message : undefined,
+      detail: error instanceof Error ? error.message : undefined,
     });
-    if (timeout.aborted) refuse(504, "upstream_timeout", "The upstream did not answer in time.");
+    if (exchange.timedOut) refuse(504, "upstream_timeout", "The upstream did not answer in time.");
     refuse(502, "upstream_unreachable", "The upstream could not be reached.");
   }
 
+  const status = upstream.statusCode ?? 502;
   const answer = new Headers();
-  const upstreamConnectionListed = listedInConnection(upstream.headers);
-  for (const [name, value] of upstream.headers) {
+  const upstreamConnectionListed = listedInConnection(headerValue(upstream.headers.connection));
+  const raw = upstream.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase();
     if (STRIPPED_RESPONSE_HEADERS.has(name) || name.startsWith("access-control-") || upstreamConnectionListed.has(name)) continue;
-    answer.append(name, value);
+    answer.append(name, raw[i + 1] as string);
   }
-  const location = upstream.headers.get("location");
+  const location = headerValue(upstream.headers.location);
   if (location !== null && options.location !== undefined) answer.set("location", options.location(location));
   // ASVS 14.3.2: an answer made for one session must not land in a shared cache. An
   // upstream that says nothing gets no-store; one that chose a policy keeps it.
   if (!answer.has("cache-control")) answer.set("cache-control", "no-store");
-  if (upstream.status >= 500) {
-    options.audit.write("upstream.failed", { sessionId: options.sessionId, upstream: options.upstream, status: upstream.status, requestId: c.var.requestId });
+  if (status >= 500) {
+    options.audit.write("upstream.failed", { sessionId: options.sessionId, upstream: options.upstream, status, requestId: c.var.requestId });
   }
-  // Streamed back as it arrives; never buffered whole.
-  return new Response(c.req.method === "HEAD" ? null : upstream.body, { status: upstream.status, headers: answer });
+  c.var.finishHeaders(answer);
+  answer.set(REQUEST_ID_HEADER, c.var.requestId);
+  const flat: string[] = [];
+  for (const [name, value] of answer) flat.push(name, value);
+  outgoing.writeHead(status, flat);
+  // Streamed back as it arrives; never buffered whole. A HEAD answer has no body to pipe
+  // (Node reads none), whatever its Content-Length says.
+  exchange.stream(upstream, c.req.method === "HEAD");
+  // Hono writes nothing more: the answer is on its way (@hono/node-server's marker, one
+  // shared object, whose headers the middleware after us may set but nothing sends). The
+  // status is for the middleware that reads it (metrics).
+  c.set("sentStatus", status);
+  return RESPONSE_ALREADY_SENT;
 }
 
-/** The identity assertion for one player and one audience (CONTRACT.md "Identity for upstreams"). */
-export function playerAssertion(signer: AssertionSigner, session: Session, account: Account, audience: string): string {
-  return signer.sign({ sub: account.id, sid: session.id, name: account.displayName, aud: audience, idp: session.provider, idpSub: account.providerSubject });
+/** Keep-alive pools to the upstreams, one per scheme; idle sockets close after 4 s, before Node's 5 s server default does. */
+const AGENT_OPTIONS = { keepAlive: true, timeout: 4_000, scheduling: "lifo" } as const;
+const agents = { "http:": new HttpAgent(AGENT_OPTIONS), "https:": new HttpsAgent(AGENT_OPTIONS) };
+/** Methods that may be sent again when a pooled socket turns out to have been closed by the upstream (RFC 9110 9.2.2). */
+const IDEMPOTENT = new Set(["GET", "HEAD", "PUT", "DELETE", "OPTIONS"]);
+
+/**
+ * One upstream exchange, bounded by one timer (real time, not the injected clock: this
+ * bounds a wait on a socket). It covers the whole exchange, the streamed answer included,
+ * so a trickling upstream cannot pin a connection for longer than the timeout. A browser
+ * that goes away, or the caller's signal, ends the upstream call too.
+ */
+class Exchange {
+  timedOut = false;
+  clientGone = false;
+  private request: ClientRequest | undefined;
+  private upstream: IncomingMessage | undefined;
+  private readonly timer: NodeJS.Timeout;
+  private readonly fail: Array<(error: Error) => void> = [];
+
+  constructor(
+    timeoutMs: number,
+    private readonly outgoing: ServerResponse,
+    private readonly signal: AbortSignal | undefined,
+  ) {
+    this.timer = setTimeout(() => {
+      this.timedOut = true;
+      this.end(new Error(`no complete answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    outgoing.once("close", this.onClientClose);
+    signal?.addEventListener("abort", this.onAbort, { once: true });
+  }
+
+  send(url: URL, init: { method: string; headers: OutgoingHttpHeaders }, body: Uint8Array | undefined, retried = false): Promise<IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      if (this.timedOut || this.clientGone || this.signal?.aborted) {
+        reject(new Error("ended before it was sent"));
+        return;
+      }
+      const agent = url.protocol === "https:" ? agents["https:"] : agents["http:"];
+      const request = (url.protocol === "https:" ? httpsRequest : httpRequest)(url, { ...init, agent });
+      this.request = request;
+      this.fail.push(reject);
+      request.once("response", (upstream) => {
+        this.upstream = upstream;
+        resolve(upstream);
+      });
+      request.once("error", (error: NodeJS.ErrnoException) => {
+        // A pooled socket the upstream closed just before we wrote on it: nothing reached
+        // it, so an idempotent request goes once more, on a fresh socket.
+        if (request.reusedSocket && error.code === "ECONNRESET" && !retried && IDEMPOTENT.has(init.method) && this.upstream === undefined) {
+          this.send(url, init, body, true).then(resolve, reject);
+          return;
+        }
+        reject(error);
+      });
+      request.end(body);
+    });
+  }
+
+  /** Pipes the answer to the browser; the timer keeps running until it is complete. */
+  stream(upstream: IncomingMessage, head: boolean): void {
+    upstream.once("error", () => this.end(new Error("the upstream's answer broke off")));
+    upstream.once("end", () => clearTimeout(this.timer));
+    this.outgoing.once("finish", () => this.settle());
+    if (head) {
+      upstream.resume();
+      this.outgoing.end();
+      return;
+    }
+    upstream.pipe(this.outgoing);
+  }
+
+  private readonly onClientClose = (): void => {
+    if (this.outgoing.writableFinished) return;
+    this.clientGone = true;
+    this.end(new Error("the client went away"));
+  };
+
+  private readonly onAbort = (): void => {
+    this.end(this.signal?.reason instanceof Error ? this.signal.reason : new Error("ended by the caller"));
+  };
+
+  /** Ends the exchange early: before the answer, the pending `send` fails; after, both sockets close. */
+  private end(error: Error): void {
+    this.settle();
+    for (const reject of this.fail.splice(0)) reject(error);
+    this.request?.destroy();
+    if (this.upstream !== undefined) this.outgoing.destroy();
+  }
+
+  private settle(): void {
+    clearTimeout(this.timer);
+    this.outgoing.off("close", this.onClientClose);
+    this.signal?.removeEventListener("abort", this.onAbort);
+  }
+}
+
+function headerValue(value: string | string[] | undefined): string | null {
+  if (value === undefined) return null;
+  return Array.isArray(value) ? value.join(", ") : value;
+}
+
+/**
+ * The identity assertion for one player and one audience (CONTRACT.md "Identity for
+ * upstreams"). HTTP requests reuse one for up to 30 s (`reuse`); a WebSocket handshake
+ * gets its own.
+ */
+export function playerAssertion(signer: AssertionSigner, session: Session, account: Account, audience: string, options: { reuse: boolean }): string {
+  const claims = { sub: account.id, sid: session.id, name: account.displayName, aud: audience, idp: session.provider, idpSub: account.providerSubject };
+  return options.reuse ? signer.signReusable(claims) : signer.sign(claims);
 }
 
 /** Header names listed in `Connection` (RFC 9110 7.6.1): hop-by-hop for this one message. */
-function listedInConnection(headers: Headers): Set<string> {
-  const value = headers.get("connection");
+function listedInConnection(value: string | null): Set<string> {
   if (value === null) return new Set();
   return new Set(value.split(",").map((name) => name.trim().toLowerCase()).filter((name) => name !== ""));
 }

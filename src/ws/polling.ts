@@ -79,7 +79,7 @@ export function longPollingRoutes(deps: LongPollingDeps): Hono<AppEnv> {
         audit,
         timeoutMs: deps.timeoutMs ?? POLL_TIMEOUT_MS,
         signal: poll.signal,
-        credential: async () => playerAssertion(deps.signer, session, account, route.audience),
+        credential: async () => playerAssertion(deps.signer, session, account, route.audience, { reuse: true }),
       });
     } catch (error) {
       // Settled without an answer to stream: nothing to wait for.

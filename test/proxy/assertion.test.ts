@@ -57,6 +57,38 @@ describe("assertion keys (SECURITY.md D18 for signing keys)", () => {
   });
 });
 
+describe("assertion reuse for HTTP requests (issue 14)", () => {
+  const claims = { sub: "acc", sid: "sid", name: "n", aud: "game", idp: "demo", idpSub: "sam" };
+  const expOf = (jwt: string): number => Number((JSON.parse(Buffer.from(jwt.split(".")[1] ?? "", "base64url").toString()) as { exp: number }).exp);
+
+  it("reuses one assertion for 30 s, always with 30 s or more left, then signs a new one", () => {
+    const clock = new ManualClock(Date.UTC(2026, 10, 29));
+    const signer = new AssertionSigner([{ id: "k", key: randomBytes(32) }], "https://play.example.com", clock, randomBytes);
+    const first = signer.signReusable(claims);
+    clock.advance(29_999);
+    expect(signer.signReusable(claims)).toBe(first);
+    expect(expOf(first) * 1000 - clock.now()).toBeGreaterThanOrEqual(30_000);
+    clock.advance(1);
+    const second = signer.signReusable(claims);
+    expect(second).not.toBe(first);
+    expect(expOf(second)).toBe(expOf(first) + 30);
+    // A clock that went back does not stretch an assertion's use either.
+    clock.advance(-5_000);
+    expect(signer.signReusable(claims)).not.toBe(second);
+  });
+
+  it("never hands one session's, audience's or name's assertion to another, and the handshake's are always fresh", () => {
+    const clock = new ManualClock(Date.UTC(2026, 10, 29));
+    const signer = new AssertionSigner([{ id: "k", key: randomBytes(32) }], "https://play.example.com", clock, randomBytes);
+    const base = signer.signReusable(claims);
+    for (const changed of [{ sid: "other" }, { sub: "other" }, { aud: "other" }, { name: "renamed" }, { idp: "other" }, { idpSub: "other" }]) {
+      expect(signer.signReusable({ ...claims, ...changed })).not.toBe(base);
+    }
+    expect(signer.sign(claims)).not.toBe(base);
+    expect(signer.sign(claims)).not.toBe(signer.sign(claims));
+  });
+});
+
 describe("GET /.well-known/jwks.json across a signing-key rotation (SECURITY.md D18)", () => {
   let upstream: RecordingUpstream;
   let h: Harness;
