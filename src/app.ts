@@ -62,14 +62,18 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     c.set("clientIP", clientIP(c.env?.incoming?.socket?.remoteAddress, c.req.header("x-forwarded-for"), config.trustProxy));
     return next();
   });
-  const limitAnyBody = bodyLimit({
-    maxSize: BODY_LIMIT,
-    // The unread rest of the body is still on the wire: close the connection after answering.
-    onError: () => jsonError(413, "too_large", "The request body is larger than 1 MiB.", { connection: "close" }),
-  });
-  // A GET or HEAD has no body to limit (a Request built for one has none, so bodyLimit lets
-  // it through anyway); skipping it spares building that whole Request on every /api GET.
-  const limitBody: MiddlewareHandler<AppEnv> = async (c, next) => (c.req.method === "GET" || c.req.method === "HEAD" ? next() : limitAnyBody(c, next));
+  // The unread rest of the body is still on the wire: close the connection after answering.
+  const tooLarge = (): Response => jsonError(413, "too_large", "The request body is larger than 1 MiB.", { connection: "close" });
+  const limitStreamedBody = bodyLimit({ maxSize: BODY_LIMIT, onError: tooLarge });
+  // hono's bodyLimit, decided from the headers where they decide it: a GET or HEAD has no
+  // body, and without Transfer-Encoding the declared Content-Length is the whole body (Node
+  // refuses a malformed one). Only a chunked body is counted as it streams in. This spares
+  // building a whole web Request on every /api GET and ticket POST (issue 14).
+  const limitBody: MiddlewareHandler<AppEnv> = async (c, next) => {
+    if (c.req.method === "GET" || c.req.method === "HEAD") return next();
+    if (c.req.header("transfer-encoding") !== undefined) return limitStreamedBody(c, next);
+    return Number(c.req.header("content-length") ?? "0") > BODY_LIMIT ? tooLarge() : next();
+  };
   app.use("/auth/*", limitBody);
   app.use("/api/*", limitBody);
   const { store } = deps;
