@@ -19,6 +19,12 @@ export interface LiveConnection {
 export const SESSION_ENDED = 4401;
 export const GOING_AWAY = 1001;
 const SHUTDOWN_GRACE_MS = 1_000;
+/**
+ * The heartbeat is spread over this many ticks of its interval: each socket is still pinged
+ * once per interval, but a tenth of them per tick, so 10,000 sockets never cost one stall
+ * of 20,000 pings (both sides) that every message then waits behind (issue 14).
+ */
+export const HEARTBEAT_SLICES = 10;
 
 /**
  * Every relayed socket of this node, by session and by account. It learns of ended sessions
@@ -32,6 +38,10 @@ export class SocketRegistry<C extends LiveConnection = LiveConnection> {
   private readonly byAccount = new Map<string, Set<C>>();
   private readonly unsubscribe: () => void;
   private timers: NodeJS.Timeout[] = [];
+  /** Each connection's heartbeat slice, dealt round-robin as they arrive. */
+  private readonly slices = new WeakMap<C, number>();
+  private nextSlice = 0;
+  private heartbeatTick = 0;
   private rechecking: Promise<void> | null = null;
   private again: Promise<void> | null = null;
 
@@ -53,10 +63,11 @@ export class SocketRegistry<C extends LiveConnection = LiveConnection> {
    * Starts the periodic work: a heartbeat (RFC 6455 5.5.2 ping; a missed pong terminates)
    * and the expiry recheck (ASVS 7.4.1: a session that expires while its socket is open
    * must not keep the socket, even though nothing else touches the session meanwhile).
+   * Each socket is pinged once per `heartbeatMs`, in one of {@link HEARTBEAT_SLICES} ticks.
    */
   start(options: { heartbeatMs: number; recheckMs: number }): void {
     this.stop();
-    const heartbeat = setInterval(() => this.heartbeat(), options.heartbeatMs);
+    const heartbeat = setInterval(() => this.heartbeatSlice(), options.heartbeatMs / HEARTBEAT_SLICES);
     const recheck = setInterval(() => void this.recheck(), options.recheckMs);
     heartbeat.unref();
     recheck.unref();
@@ -69,6 +80,8 @@ export class SocketRegistry<C extends LiveConnection = LiveConnection> {
   }
 
   add(connection: C): void {
+    this.slices.set(connection, this.nextSlice);
+    this.nextSlice = (this.nextSlice + 1) % HEARTBEAT_SLICES;
     addTo(this.bySession, connection.sessionId, connection);
     addTo(this.byAccount, connection.accountId, connection);
   }
@@ -148,9 +161,19 @@ export class SocketRegistry<C extends LiveConnection = LiveConnection> {
     }
   }
 
+  /** A heartbeat for every socket at once. */
   heartbeat(): void {
     for (const set of this.bySession.values()) {
       for (const connection of set) connection.heartbeat();
+    }
+  }
+
+  /** One tick of the spread heartbeat: the sockets dealt this tick's slice. */
+  private heartbeatSlice(): void {
+    const slice = this.heartbeatTick;
+    this.heartbeatTick = (slice + 1) % HEARTBEAT_SLICES;
+    for (const set of this.bySession.values()) {
+      for (const connection of set) if (this.slices.get(connection) === slice) connection.heartbeat();
     }
   }
 

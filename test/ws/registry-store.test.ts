@@ -184,6 +184,24 @@ describe("the registry's timers and shutdown", () => {
     registry.dispose();
   });
 
+  it("spreads the heartbeat over its interval: each socket once per interval, a tenth of them per tick (issue 14)", async () => {
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval"] });
+    const registry = new SocketRegistry(store.events, store.sessions);
+    const { id, accountId } = await newSession(store);
+    const sockets = Array.from({ length: 40 }, () => new RecordingConnection(id, accountId));
+    for (const socket of sockets) registry.add(socket);
+    registry.start({ heartbeatMs: 1_000, recheckMs: 3_600_000 });
+    vi.advanceTimersByTime(100);
+    expect(sockets.filter((s) => s.heartbeats === 1)).toHaveLength(4);
+    expect(sockets.filter((s) => s.heartbeats > 1)).toHaveLength(0);
+    vi.advanceTimersByTime(900);
+    expect(sockets.map((s) => s.heartbeats)).toEqual(sockets.map(() => 1));
+    vi.advanceTimersByTime(1_000);
+    expect(sockets.map((s) => s.heartbeats)).toEqual(sockets.map(() => 2));
+    registry.stop();
+    registry.dispose();
+  });
+
   it("closeAll waits for the closing handshakes, up to the grace period, then drops every socket", async () => {
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
     const registry = new SocketRegistry(store.events, store.sessions);
