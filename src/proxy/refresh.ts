@@ -137,10 +137,11 @@ export class TokenRefresher {
   /**
    * Refuses (401) and ends a session whose stored provider tokens fail to decrypt, for
    * routes that do not otherwise need them: a tampered row is refused whatever the
-   * upstream (SECURITY.md D17). One AES-GCM open per field, microseconds.
+   * upstream (SECURITY.md D17). One AES-GCM open per field, and only for ciphertexts that
+   * have not passed before (the store remembers which did).
    */
   async checkIntact(session: Session): Promise<void> {
-    await this.open(session);
+    await this.refuseTampered(session, () => this.sessions.checkTokens(session.id));
   }
 
   private async read(session: Session): Promise<ProviderTokens> {
@@ -153,8 +154,12 @@ export class TokenRefresher {
   }
 
   private async open(session: Session): Promise<ProviderTokens | null> {
+    return this.refuseTampered(session, () => this.sessions.readTokens(session.id));
+  }
+
+  private async refuseTampered<T>(session: Session, readSealed: () => Promise<T>): Promise<T> {
     try {
-      return await this.sessions.readTokens(session.id);
+      return await readSealed();
     } catch (error) {
       if (!(error instanceof DecryptionError)) throw error;
       // A ciphertext that fails authentication was tampered with or moved: refuse the

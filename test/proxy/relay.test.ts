@@ -307,6 +307,30 @@ describe("/api relay (CONTRACT.md Identity for upstreams, SECURITY.md D20–D21,
     expect(h.audit.named("crypto.decrypt.failed").length).toBeGreaterThanOrEqual(1);
   });
 
+  it("refuses a session tampered with after its tokens passed the check once (the remembered ciphertexts are compared, issue 14)", async () => {
+    const victim = await h.login("tampered-later");
+    const sessionId = victim.token.split(".")[0];
+    const call = (): Promise<Response> => fetch(`${h.origin}/api/game/profile`, { headers: { cookie: `__Host-Http-session=${victim.token}`, ...h.csrf() } });
+    expect((await call()).status).toBe(200);
+    expect((await call()).status).toBe(200);
+    const { sealed } = h.bff.db.sqlite.prepare("SELECT access_token AS sealed FROM sessions WHERE id = ?").get(sessionId) as { sealed: string };
+    h.bff.db.sqlite.prepare("UPDATE sessions SET access_token = ? WHERE id = ?").run(sealed.slice(0, -3) + (sealed.at(-3) === "A" ? "B" : "A") + sealed.slice(-2), sessionId);
+    const before = upstream.requests.length;
+    expect((await call()).status).toBe(401);
+    expect(upstream.requests.length).toBe(before);
+    expect(h.bff.db.sqlite.prepare("SELECT 1 FROM sessions WHERE id = ?").get(sessionId)).toBeUndefined();
+  });
+
+  it("refuses a session whose ID token alone was tampered with after a first check", async () => {
+    const victim = await h.login("id-token-later");
+    const sessionId = victim.token.split(".")[0];
+    const call = (): Promise<Response> => fetch(`${h.origin}/api/game/profile`, { headers: { cookie: `__Host-Http-session=${victim.token}`, ...h.csrf() } });
+    expect((await call()).status).toBe(200);
+    const { sealed } = h.bff.db.sqlite.prepare("SELECT id_token AS sealed FROM sessions WHERE id = ?").get(sessionId) as { sealed: string };
+    h.bff.db.sqlite.prepare("UPDATE sessions SET id_token = ? WHERE id = ?").run(sealed.slice(0, -3) + (sealed.at(-3) === "A" ? "B" : "A") + sealed.slice(-2), sessionId);
+    expect((await call()).status).toBe(401);
+  });
+
   it("answers 401 without a session and 404 for an unknown /api path, calling nothing", async () => {
     const before = upstream.requests.length;
     expect((await fetch(`${h.origin}/api/game/profile`, { headers: h.csrf() })).status).toBe(401);

@@ -227,6 +227,10 @@ export class PostgresSessions implements SessionRepository {
     };
   }
 
+  async checkTokens(sessionId: string): Promise<void> {
+    await this.readTokens(sessionId);
+  }
+
   async replaceTokens(sessionId: string, expectedVersion: number, tokens: ProviderTokens): Promise<boolean> {
     const refreshCap = tokens.refreshTokenExpiresAt;
     const swapped = await this.orm
