@@ -1,8 +1,8 @@
-import { randomBytes } from "node:crypto";
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { Socket } from "node:net";
 import { acceptKey } from "./frames";
+import { secureRandomBytes } from "../clock";
 
 export interface BackendHandshakeOptions {
   /** `http(s)://…` of the backend's WebSocket: the route's target, with the browser's path rest and query. */
@@ -35,7 +35,7 @@ export interface BackendHandshakeEvents {
 export function openBackendSocket(options: BackendHandshakeOptions, events: BackendHandshakeEvents): () => void {
   // RFC 6455 4.1: a random 16-byte nonce, base64-encoded. It only proves the answer is a
   // WebSocket server's; it protects nothing secret.
-  const key = randomBytes(16).toString("base64");
+  const key = secureRandomBytes(16).toString("base64");
   const url = new URL(options.url);
   const request = (url.protocol === "https:" ? httpsRequest : httpRequest)(url, {
     method: "GET",

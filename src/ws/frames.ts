@@ -1,5 +1,6 @@
 import { isUtf8 } from "node:buffer";
-import { createHash, randomFillSync } from "node:crypto";
+import { createHash } from "node:crypto";
+import { secureRandomBytes } from "../clock";
 
 // RFC 6455 5.2 opcodes.
 export const CONTINUATION = 0x0;
@@ -43,7 +44,7 @@ export function controlFrame(opcode: number, payload: Buffer, options: { mask: b
     payload.copy(frame, 2);
     return frame;
   }
-  randomFillSync(frame, 2, 4);
+  secureRandomBytes(4).copy(frame, 2);
   for (let i = 0; i < payload.length; i += 1) {
     frame[6 + i] = (payload[i] ?? 0) ^ (frame[2 + (i & 3)] ?? 0);
   }

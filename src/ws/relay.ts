@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
 import type { AuditLog } from "../audit/log";
 import type { Clock } from "../clock";
@@ -25,6 +24,7 @@ import {
   readClose,
 } from "./frames";
 import { GOING_AWAY, SESSION_ENDED, type LiveConnection } from "./registry";
+import { secureRandomBytes } from "../clock";
 
 export { BACKEND_UNAVAILABLE, MESSAGE_TOO_BIG, POLICY_VIOLATION } from "./frames";
 
@@ -245,7 +245,7 @@ export class Relay implements LiveConnection {
     for (const side of [this.browser, this.backend]) {
       if (side.closeSent || side.pendingClose !== null) continue;
       side.alive = false;
-      side.pingPayload = randomBytes(PING_PAYLOAD_BYTES);
+      side.pingPayload = secureRandomBytes(PING_PAYLOAD_BYTES);
       side.send(controlFrame(PING, side.pingPayload, { mask: side.role === "backend" }));
     }
   }
@@ -446,7 +446,9 @@ class Side {
     socket.on("drain", () => this.peer.resume());
     // Node's HTTP server makes its sockets allowHalfOpen: a browser's FIN would leave an
     // upgraded socket half open forever. End ours too; 'close' follows, and we act on that.
-    socket.on("end", () => socket.end());
+    socket.on("end", () => {
+      if (!socket.writableEnded) socket.end();
+    });
     // A reset or a write after the peer left: 'close' follows, which is what we act on.
     socket.on("error", () => undefined);
     socket.on("close", () => this.relay.gone(this));
@@ -472,7 +474,7 @@ class Side {
    */
   endIfDone(): void {
     const done = this.closeSent && (this.closeReceived || this.failed) && this.outbox.length === 0 && !this.gone;
-    if (done && (this.role === "browser" || this.failed)) this.socket.end();
+    if (done && (this.role === "browser" || this.failed) && !this.socket.writableEnded) this.socket.end();
   }
 
   /** Whether data may still be forwarded to this side. */
