@@ -5,6 +5,9 @@ import { addressGroup } from "../http/client-ip";
 import { RefusalAggregator } from "./aggregate";
 import { DEFAULT_MAX_QUEUED_BYTES, DropReporter, FileDestination, StreamDestination, type AuditDestination } from "./destination";
 
+/** Session references kept computed; the oldest go first. */
+const SESSION_REFS_KEPT = 10_000;
+
 /** The stable audit vocabulary, documented in the README. */
 export type AuditEvent =
   | "login.started"
@@ -141,8 +144,19 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     for (const destination of destinations) destination.write(line);
   }
 
+  // A session's reference is the same on every line: computed once per session while it is
+  // among the most recent (an HMAC per line was a few percent of a connection setup, issue 14).
+  const sessionRefs = new Map<string, string>();
   function sessionRef(sessionId: string): string {
-    return hmacSHA256(options.hashKey, sessionId).subarray(0, 12).toString("base64url");
+    const known = sessionRefs.get(sessionId);
+    if (known !== undefined) return known;
+    const ref = hmacSHA256(options.hashKey, sessionId).subarray(0, 12).toString("base64url");
+    sessionRefs.set(sessionId, ref);
+    if (sessionRefs.size > SESSION_REFS_KEPT) {
+      const oldest = sessionRefs.keys().next().value;
+      if (oldest !== undefined) sessionRefs.delete(oldest);
+    }
+    return ref;
   }
 
   async function flush(): Promise<void> {
