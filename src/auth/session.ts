@@ -85,6 +85,8 @@ export class SessionStore {
   private readonly revocations = new Set<Promise<void>>();
   /** The exact ciphertexts that authenticated, by session: see {@link checkTokens}. */
   private readonly intact = new Map<string, string>();
+  /** The ciphertexts in the row each validated session was read from (no second read for the check). */
+  private readonly sealedAtValidation = new WeakMap<Session, string>();
 
   constructor(
     private readonly db: Database,
@@ -184,7 +186,9 @@ export class SessionStore {
       this.db.orm.update(sessions).set({ lastSeenAt: now }).where(eq(sessions.id, row.id)).run();
       row.lastSeenAt = now;
     }
-    return this.toSession(row);
+    const session = this.toSession(row);
+    this.sealedAtValidation.set(session, sealedTokens(row));
+    return session;
   }
 
   /** Records activity seen elsewhere (game messages on a relayed socket) at time `at`. */
@@ -301,10 +305,14 @@ export class SessionStore {
    * once are remembered (ciphertext only, never a plaintext) and only a changed one is
    * opened again: three decryptions per /api request cost a tenth of the relay's CPU (issue 14).
    */
-  checkTokens(sessionId: string): void {
+  checkTokens(session: Session): void {
+    const sessionId = session.id;
+    // The row this request's validation read, or (for a session from elsewhere) a fresh read.
+    const seen = this.sealedAtValidation.get(session);
+    if (seen !== undefined && this.intact.get(sessionId) === seen) return;
     const row = this.selectById.get(sessionId);
     if (row === undefined || row.accessToken === null) return;
-    const sealed = `${row.accessToken} ${row.refreshToken ?? ""} ${row.idToken ?? ""}`;
+    const sealed = sealedTokens(row);
     if (this.intact.get(sessionId) === sealed) return;
     this.cipher.open(row.accessToken, associatedData(sessionId, "access_token"));
     this.openOptional(row.refreshToken, sessionId, "refresh_token");
@@ -436,6 +444,11 @@ export class SessionStore {
   private openOptional(value: string | null, sessionId: string, field: TokenField): string | null {
     return value === null ? null : this.cipher.open(value, associatedData(sessionId, field));
   }
+}
+
+/** A session row's three token ciphertexts as one string, to compare with what passed before. */
+function sealedTokens(row: { accessToken: string | null; refreshToken: string | null; idToken: string | null }): string {
+  return `${row.accessToken ?? ""} ${row.refreshToken ?? ""} ${row.idToken ?? ""}`;
 }
 
 /** SECURITY.md D17: associated data = session id + field name. */

@@ -141,7 +141,7 @@ export class TokenRefresher {
    * have not passed before (the store remembers which did).
    */
   async checkIntact(session: Session): Promise<void> {
-    await this.refuseTampered(session, () => this.sessions.checkTokens(session.id));
+    await this.refuseTampered(session, () => this.sessions.checkTokens(session));
   }
 
   private async read(session: Session): Promise<ProviderTokens> {

@@ -72,7 +72,7 @@ export interface SessionRepository {
   /** Opens the provider tokens (AES-256-GCM, SECURITY.md D17); throws DecryptionError on tampering. */
   readTokens(sessionId: string): Promise<ProviderTokens | null>;
   /** Throws DecryptionError when a stored provider token no longer authenticates; reveals none. */
-  checkTokens(sessionId: string): Promise<void>;
+  checkTokens(session: Session): Promise<void>;
   /** Compare-and-swap on `version`: false when another writer refreshed first or the session is gone. */
   replaceTokens(sessionId: string, expectedVersion: number, tokens: ProviderTokens): Promise<boolean>;
   version(sessionId: string): Promise<number | null>;

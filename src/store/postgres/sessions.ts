@@ -227,8 +227,8 @@ export class PostgresSessions implements SessionRepository {
     };
   }
 
-  async checkTokens(sessionId: string): Promise<void> {
-    await this.readTokens(sessionId);
+  async checkTokens(session: Session): Promise<void> {
+    await this.readTokens(session.id);
   }
 
   async replaceTokens(sessionId: string, expectedVersion: number, tokens: ProviderTokens): Promise<boolean> {

@@ -71,7 +71,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store & SqliteHa
     setGrantRevoker: (revoker) => sessionStore.setGrantRevoker(revoker),
     revocationsSettled: () => sessionStore.revocationsSettled(),
     readTokens: async (sessionId) => sessionStore.readTokens(sessionId),
-    checkTokens: async (sessionId) => sessionStore.checkTokens(sessionId),
+    checkTokens: async (session) => sessionStore.checkTokens(session),
     replaceTokens: async (sessionId, expected, tokens) => sessionStore.replaceTokens(sessionId, expected, tokens),
     version: async (sessionId) => sessionStore.version(sessionId),
   };
