@@ -417,13 +417,27 @@ async function main(): Promise<number> {
 
   // (6) how throughput and latency grow from 1 to 1,000 connections.
   const scaling: ScalePoint[] = [];
+  /** Portcullis's event-loop delay during each latency run of the scaling table. */
+  const loopDelays: string[] = [];
+  const loopDelay = async (): Promise<{ p99: number; max: number } | null> => {
+    stack.portcullis.send({ type: "loop-delay" });
+    const answer = await waitFor(stack.portcullis, "loop-delay", 10_000);
+    const p99 = readNumber(answer, "p99");
+    const max = readNumber(answer, "max");
+    return p99 === null || max === null ? null : { p99, max };
+  };
   for (const connections of wanted("scaling") ? PLAN.scaling : []) {
     const point: ScalePoint = { connections, values: { direct: {}, nginx: {}, portcullis: {} } };
     for (const name of TARGET_NAMES) {
       const target = targets[name];
       if (target === null) continue;
       const echo = await attempt(`scaling echo ${connections}`, name, { kind: "echo", target, connections, size: SMALL, window: 4, warmupMs: w, ms: PLAN.scalingMs });
+      if (name === "portcullis") await loopDelay();
       const latency = await attempt(`scaling latency ${connections}`, name, { kind: "latency", target, connections, totalRate: PLAN.latencyRate, warmupMs: w, ms: PLAN.scalingMs });
+      if (name === "portcullis") {
+        const delay = await loopDelay();
+        if (delay !== null) loopDelays.push(`${connections.toLocaleString("en-US")}: p99 ${delay.p99.toFixed(1)} ms, max ${delay.max.toFixed(1)} ms`);
+      }
       const values = point.values[name];
       if (echo?.perSecond !== undefined) values.throughput = echo.perSecond;
       if (latency?.p50 !== undefined) values.p50 = latency.p50;
@@ -432,6 +446,8 @@ async function main(): Promise<number> {
     scaling.push(point);
     console.log(`scaling ${connections} done`);
   }
+
+  if (loopDelays.length > 0) notes.push(`Portcullis's event-loop delay during the scaling table's latency runs (monitorEventLoopDelay), by connections: ${loopDelays.join("; ")}.`);
 
   // (7) SQLite beside PostgreSQL: setups, /api, and the revocation fan-out across nodes.
   let stores: StoreRow[] | undefined;

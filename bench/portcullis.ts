@@ -8,8 +8,11 @@
  * server would (its default is 15 s), so the cost of counting and of exposing is in the figures.
  * IPC: answers `{type: "ready", origin, token, sub, sid, name, pid}`; on `{type: "gc"}`
  * collects garbage (forked with --expose-gc) and answers `{type: "gc-done"}`; on
- * `{type: "stop"}` closes and exits.
+ * `{type: "loop-delay"}` answers `{type: "loop-delay", p50, p99, max}` (ms, the event loop's
+ * delay since the previous such message) and starts counting again; on `{type: "stop"}`
+ * closes and exits.
  */
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Writable } from "node:stream";
 import { ManualClock } from "../src/clock";
 import { startHarness } from "../test/fixtures/harness";
@@ -67,6 +70,10 @@ if (metricsURL !== null) {
   scraper.unref();
 }
 
+// How long the event loop was blocked: what every message behind a stall waits for (issue 14).
+const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+loopDelay.enable();
+
 process.send?.({ type: "ready", origin: h.origin, token, sub, sid, name, pid: process.pid });
 
 process.on("message", (message: unknown) => {
@@ -74,6 +81,10 @@ process.on("message", (message: unknown) => {
   if (type === "gc") {
     globalThis.gc?.();
     process.send?.({ type: "gc-done" });
+  } else if (type === "loop-delay") {
+    const ms = (ns: number): number => ns / 1e6;
+    process.send?.({ type: "loop-delay", p50: ms(loopDelay.percentile(50)), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max) });
+    loopDelay.reset();
   } else if (type === "stop") {
     void h.close().finally(() => process.exit(0));
   }
