@@ -5,7 +5,8 @@ import { secureRandomBytes } from "../../src/clock";
 import { migratePostgres, openPostgres } from "../../src/db/postgres";
 import { PostgresEventBus } from "../../src/store/postgres/bus";
 import type { SessionEnded } from "../../src/auth/session-events";
-import { createTestDatabase, dropTestDatabase, TEST_SERVER_URL } from "./engines";
+import type { Store } from "../../src/store/types";
+import { createTestDatabase, dropTestDatabase, openEngine, TEST_SERVER_URL, type Engine } from "./engines";
 
 /** What only the PostgreSQL engine has: start-up migrations shared by nodes, and a listener that can be lost. */
 describe("PostgreSQL engine", () => {
@@ -55,6 +56,93 @@ describe("PostgreSQL engine", () => {
     } finally {
       await db.close();
     }
+  });
+
+  describe("the socket claim (one statement: portcullis_claim_socket)", () => {
+    let engine: Engine;
+    let a: Store;
+    let b: Store;
+    let raw: postgres.Sql;
+
+    beforeAll(async () => {
+      engine = await openEngine("postgres");
+      a = await engine.node();
+      b = await engine.node();
+      raw = postgres(engine.url ?? "", { max: 2, onnotice: () => {} });
+    });
+    afterAll(async () => {
+      await raw?.end({ timeout: 1 });
+      await engine?.close();
+    });
+
+    async function newSession(subject: string): Promise<{ id: string; accountId: string }> {
+      const { account } = await a.accounts.findOrCreate({ issuer: "https://id.example", subject, displayName: subject }, "demo");
+      const { session } = await a.sessions.create({
+        accountId: account.id,
+        provider: "demo",
+        userAgent: "test",
+        tokens: { accessToken: "a", accessTokenExpiresAt: null, refreshToken: null, refreshTokenExpiresAt: null, idToken: null },
+      });
+      return { id: session.id, accountId: account.id };
+    }
+
+    /**
+     * Statements queued behind a lock this test holds on the session row, then all let go at
+     * once. Each batch is started once the previous one is waiting, so the queue's order is
+     * the batches' order.
+     */
+    async function releasedTogether<T>(sessionId: string, batches: (() => Promise<T>[])[]): Promise<T[]> {
+      const database = new URL(engine.url ?? "").pathname.slice(1);
+      const pending = await raw.begin(async (tx) => {
+        await tx`SELECT 1 FROM sessions WHERE id = ${sessionId} FOR UPDATE`;
+        const started: Promise<T>[] = [];
+        for (const batch of batches) {
+          started.push(...batch());
+          await vi.waitFor(
+            async () => {
+              const [row] = await raw`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = ${database} AND wait_event_type = 'Lock'`;
+              expect(row?.n).toBe(started.length);
+            },
+            { timeout: 5_000, interval: 10 },
+          );
+        }
+        return started;
+      });
+      return Promise.all(pending);
+    }
+
+    it("gives exactly the cap to 10 claims of one session on two nodes released at the same instant", async () => {
+      const { id } = await newSession("claims");
+      const slots = await releasedTogether(id, [() => Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? a : b).socketSlots.claim(id, 4))]);
+      expect(slots.filter((slot) => slot !== null)).toHaveLength(4);
+      const [row] = await raw`SELECT count(*)::int AS n FROM live_sockets WHERE session_id = ${id}`;
+      expect(row?.n).toBe(4);
+    });
+
+    it("gives no slot to claims queued behind the session's end, and leaves no row of it", async () => {
+      const { id, accountId } = await newSession("ending");
+      const outcomes = await releasedTogether<boolean | string | null>(id, [
+        () => [b.sessions.end(id, accountId, "logout")],
+        () => Array.from({ length: 4 }, (_, i) => (i % 2 === 0 ? a : b).socketSlots.claim(id, 4)),
+      ]);
+      expect(outcomes).toEqual([true, null, null, null, null]);
+      const [row] = await raw`SELECT count(*)::int AS n FROM live_sockets WHERE session_id = ${id}`;
+      expect(row?.n).toBe(0);
+    });
+
+    it("counts a dead node's slot until its TTL has passed, then lets it lapse", async () => {
+      const { id } = await newSession("lapse");
+      const slots = await Promise.all([a, a, a, a].map((node) => node.socketSlots.claim(id, 4)));
+      expect(slots.every((slot) => slot !== null)).toBe(true);
+      expect(await b.socketSlots.claim(id, 4)).toBeNull();
+      // Node a "dies": it renews nothing from now on.
+      engine.clock.advance(90_000 - 1);
+      expect(await b.socketSlots.claim(id, 4)).toBeNull();
+      engine.clock.advance(1);
+      expect(await b.socketSlots.claim(id, 4)).not.toBeNull();
+      const [row] = await raw`SELECT count(*)::int AS n FROM live_sockets WHERE session_id = ${id}`;
+      expect(row?.n).toBe(1);
+    });
   });
 
   describe("the session-ended listener", () => {

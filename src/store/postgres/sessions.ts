@@ -26,6 +26,35 @@ import type { SessionEventBus, SessionRepository } from "../types";
 type SessionRow = typeof sessions.$inferSelect;
 
 /**
+ * The statements every request runs, prepared (issue 13). drizzle hands postgres.js an
+ * unnamed statement otherwise, and postgres.js then asks the server to describe its
+ * parameters first: two round trips and a parse and plan each time. Prepared, it is one
+ * round trip once a connection has seen the statement.
+ */
+function preparedStatements(orm: PgORM) {
+  return {
+    byId: orm.select().from(sessions).where(eq(sessions.id, sql.placeholder("id"))).limit(1).prepare("session_by_id"),
+    slide: orm
+      .update(sessions)
+      .set({ lastSeenAt: sql`${sql.placeholder("now")}::bigint` })
+      .where(eq(sessions.id, sql.placeholder("id")))
+      .prepare("session_slide"),
+    // Only a minute or more later than the last slide, and never reviving a session already idle at `at`.
+    touch: orm
+      .update(sessions)
+      .set({ lastSeenAt: sql`${sql.placeholder("at")}::bigint` })
+      .where(
+        and(
+          eq(sessions.id, sql.placeholder("id")),
+          lte(sessions.lastSeenAt, sql.placeholder("slidBefore")),
+          gt(sessions.lastSeenAt, sql.placeholder("idleBefore")),
+        ),
+      )
+      .prepare("session_touch"),
+  };
+}
+
+/**
  * Server-side sessions on PostgreSQL, rule for rule those of `SessionStore` (src/auth/
  * session.ts): only the secret's SHA-256 is stored and compared in constant time, provider
  * tokens are sealed with the session id and field as associated data, token refreshes are a
@@ -37,6 +66,7 @@ export class PostgresSessions implements SessionRepository {
   private readonly absoluteMs: number;
   private revoker: GrantRevoker | null = null;
   private readonly revocations = new Set<Promise<void>>();
+  private readonly statements: ReturnType<typeof preparedStatements>;
 
   constructor(
     private readonly orm: PgORM,
@@ -51,6 +81,7 @@ export class PostgresSessions implements SessionRepository {
   ) {
     this.idleMs = options.idleTimeoutSeconds * 1000;
     this.absoluteMs = options.absoluteTimeoutSeconds * 1000;
+    this.statements = preparedStatements(orm);
   }
 
   async create(input: { accountId: string; provider: string; userAgent: string; tokens: ProviderTokens; providerSid?: string | null }): Promise<{
@@ -103,7 +134,7 @@ export class PostgresSessions implements SessionRepository {
       return null;
     }
     if (options.slide && now - row.lastSeenAt >= SLIDE_THROTTLE_MS) {
-      await this.orm.update(sessions).set({ lastSeenAt: now }).where(eq(sessions.id, row.id));
+      await this.statements.slide.execute({ id: row.id, now });
       row.lastSeenAt = now;
     }
     return this.toSession(row);
@@ -111,17 +142,7 @@ export class PostgresSessions implements SessionRepository {
 
   async touch(sessionId: string, at: number): Promise<void> {
     if (at > this.clock.now()) return;
-    // Only a minute or more later than the last slide, and never reviving a session already idle at `at`.
-    await this.orm
-      .update(sessions)
-      .set({ lastSeenAt: at })
-      .where(
-        and(
-          eq(sessions.id, sessionId),
-          lte(sessions.lastSeenAt, at - SLIDE_THROTTLE_MS),
-          gt(sql`${sessions.lastSeenAt} + ${this.idleMs}::bigint`, at),
-        ),
-      );
+    await this.statements.touch.execute({ id: sessionId, at, slidBefore: at - SLIDE_THROTTLE_MS, idleBefore: at - this.idleMs });
   }
 
   async findLive(id: string): Promise<Session | null> {
@@ -249,7 +270,7 @@ export class PostgresSessions implements SessionRepository {
   }
 
   private async row(id: string): Promise<SessionRow | null> {
-    const [row] = await this.orm.select().from(sessions).where(eq(sessions.id, id)).limit(1);
+    const [row] = await this.statements.byId.execute({ id });
     return row ?? null;
   }
 
