@@ -233,7 +233,7 @@ async function fanout(cluster: Cluster | undefined, samples: number): Promise<nu
  * The store comparison alone, without the rest of `npm run bench` (issue 13's 0.7× target
  * is measured here, before and after a change, back to back):
  *
- *   node --import tsx bench/stores.ts [--smoke] [--rounds N]
+ *   node --import tsx bench/stores.ts [--smoke] [--rounds N] [--parallel N]
  *
  * Prints each row's median per engine and PostgreSQL's ratio to SQLite.
  */
@@ -241,9 +241,11 @@ async function main(): Promise<number> {
   const smoke = process.argv.includes("--smoke");
   const roundsFlag = process.argv.indexOf("--rounds");
   const rounds = roundsFlag === -1 ? (smoke ? 1 : 3) : Number(process.argv[roundsFlag + 1]);
+  const parallelFlag = process.argv.indexOf("--parallel");
+  const setupParallel = parallelFlag === -1 ? (smoke ? 4 : 16) : Number(process.argv[parallelFlag + 1]);
   const plan: StorePlan = smoke
-    ? { rounds, warmupMs: 100, setupMs: 300, setupParallel: 4, httpMs: 300, httpConcurrency: 8, apiPath: "/api/game/profile", fanoutSamples: 5 }
-    : { rounds, warmupMs: 500, setupMs: 3_000, setupParallel: 16, httpMs: 3_000, httpConcurrency: 32, apiPath: "/api/game/profile", fanoutSamples: 50 };
+    ? { rounds, warmupMs: 100, setupMs: 300, setupParallel, httpMs: 300, httpConcurrency: 8, apiPath: "/api/game/profile", fanoutSamples: 5 }
+    : { rounds, warmupMs: 500, setupMs: 3_000, setupParallel, httpMs: 3_000, httpConcurrency: 32, apiPath: "/api/game/profile", fanoutSamples: 50 };
   const loadgen = new LoadgenClient(forkChild("loadgen.ts", []));
   const budget = (scenario: Scenario): number => 30_000 + ("ms" in scenario ? scenario.ms * 2 : 0);
   try {
