@@ -10,12 +10,14 @@
  */
 import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 import { startCluster, type Cluster } from "../scripts/cluster/cluster";
 import { Agent } from "../test/fixtures/agent";
 import { createTestDatabase, dropTestDatabase } from "../test/store/engines";
-import { HarnessError, type LoadgenClient } from "./children";
+import { forkChild, HarnessError, LoadgenClient, stopChild } from "./children";
 import { LOADGEN_LIMITS, type Credentials, type Result, type Scenario, type Target } from "./protocol";
+import { median } from "./report";
 
 export type Engine = "sqlite" | "postgres";
 export const ENGINES: readonly Engine[] = ["sqlite", "postgres"];
@@ -225,4 +227,50 @@ async function fanout(cluster: Cluster | undefined, samples: number): Promise<nu
     times.push(at - answeredAt);
   }
   return times;
+}
+
+/**
+ * The store comparison alone, without the rest of `npm run bench` (issue 13's 0.7× target
+ * is measured here, before and after a change, back to back):
+ *
+ *   node --import tsx bench/stores.ts [--smoke] [--rounds N] [--parallel N]
+ *
+ * Prints each row's median per engine and PostgreSQL's ratio to SQLite.
+ */
+async function main(): Promise<number> {
+  const smoke = process.argv.includes("--smoke");
+  const roundsFlag = process.argv.indexOf("--rounds");
+  const rounds = roundsFlag === -1 ? (smoke ? 1 : 3) : Number(process.argv[roundsFlag + 1]);
+  const parallelFlag = process.argv.indexOf("--parallel");
+  const setupParallel = parallelFlag === -1 ? (smoke ? 4 : 16) : Number(process.argv[parallelFlag + 1]);
+  const plan: StorePlan = smoke
+    ? { rounds, warmupMs: 100, setupMs: 300, setupParallel, httpMs: 300, httpConcurrency: 8, apiPath: "/api/game/profile", fanoutSamples: 5 }
+    : { rounds, warmupMs: 500, setupMs: 3_000, setupParallel, httpMs: 3_000, httpConcurrency: 32, apiPath: "/api/game/profile", fanoutSamples: 50 };
+  const loadgen = new LoadgenClient(forkChild("loadgen.ts", []));
+  const budget = (scenario: Scenario): number => 30_000 + ("ms" in scenario ? scenario.ms * 2 : 0);
+  try {
+    const comparison = await compareStores(loadgen, plan, budget, (line) => console.log(line));
+    for (const r of comparison.rows) {
+      const sqlite = median(r.values.sqlite);
+      const postgres = median(r.values.postgres);
+      const ratio = sqlite === undefined || postgres === undefined ? "" : `  PG/SQLite ${(postgres / sqlite).toFixed(2)}×`;
+      const each = (engine: Engine): string => r.values[engine].map((v) => v.toFixed(1)).join(", ");
+      console.log(`${r.label}\n  SQLite [${each("sqlite")}] → ${sqlite?.toFixed(1) ?? "—"}   PostgreSQL [${each("postgres")}] → ${postgres?.toFixed(1) ?? "—"}${ratio}`);
+    }
+    for (const note of comparison.notes) console.log(`note: ${note}`);
+    for (const failure of comparison.failures) console.error(`FAILED ${failure}`);
+    return comparison.failures.length === 0 ? 0 : 1;
+  } finally {
+    await stopChild(loadgen.child);
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  main().then(
+    (code) => process.exit(code),
+    (error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
 }

@@ -5,7 +5,8 @@ import { secureRandomBytes } from "../../src/clock";
 import { migratePostgres, openPostgres } from "../../src/db/postgres";
 import { PostgresEventBus } from "../../src/store/postgres/bus";
 import type { SessionEnded } from "../../src/auth/session-events";
-import { createTestDatabase, dropTestDatabase, TEST_SERVER_URL } from "./engines";
+import type { Store } from "../../src/store/types";
+import { createTestDatabase, dropTestDatabase, openEngine, TEST_SERVER_URL, type Engine } from "./engines";
 
 /** What only the PostgreSQL engine has: start-up migrations shared by nodes, and a listener that can be lost. */
 describe("PostgreSQL engine", () => {
@@ -55,6 +56,207 @@ describe("PostgreSQL engine", () => {
     } finally {
       await db.close();
     }
+  });
+
+  describe("the socket claim (one statement: portcullis_claim_socket)", () => {
+    let engine: Engine;
+    let a: Store;
+    let b: Store;
+    let raw: postgres.Sql;
+
+    beforeAll(async () => {
+      engine = await openEngine("postgres");
+      a = await engine.node();
+      b = await engine.node();
+      raw = postgres(engine.url ?? "", { max: 2, onnotice: () => {} });
+    });
+    afterAll(async () => {
+      await raw?.end({ timeout: 1 });
+      await engine?.close();
+    });
+
+    async function newSession(subject: string): Promise<{ id: string; accountId: string }> {
+      const { account } = await a.accounts.findOrCreate({ issuer: "https://id.example", subject, displayName: subject }, "demo");
+      const { session } = await a.sessions.create({
+        accountId: account.id,
+        provider: "demo",
+        userAgent: "test",
+        tokens: { accessToken: "a", accessTokenExpiresAt: null, refreshToken: null, refreshTokenExpiresAt: null, idToken: null },
+      });
+      return { id: session.id, accountId: account.id };
+    }
+
+    /**
+     * Statements queued behind a lock this test holds on the session row, then all let go at
+     * once. Each batch is started once the previous one is waiting, so the queue's order is
+     * the batches' order.
+     */
+    async function releasedTogether<T>(sessionId: string, batches: (() => Promise<T>[])[]): Promise<T[]> {
+      const database = new URL(engine.url ?? "").pathname.slice(1);
+      const pending = await raw.begin(async (tx) => {
+        await tx`SELECT 1 FROM sessions WHERE id = ${sessionId} FOR UPDATE`;
+        const started: Promise<T>[] = [];
+        for (const batch of batches) {
+          started.push(...batch());
+          await vi.waitFor(
+            async () => {
+              const [row] = await raw`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = ${database} AND wait_event_type = 'Lock'`;
+              expect(row?.n).toBe(started.length);
+            },
+            { timeout: 5_000, interval: 10 },
+          );
+        }
+        return started;
+      });
+      return Promise.all(pending);
+    }
+
+    it("gives exactly the cap to 10 claims of one session on two nodes released at the same instant", async () => {
+      const { id } = await newSession("claims");
+      const slots = await releasedTogether(id, [() => Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? a : b).socketSlots.claim(id, 4))]);
+      expect(slots.filter((slot) => slot !== null)).toHaveLength(4);
+      const [row] = await raw`SELECT count(*)::int AS n FROM live_sockets WHERE session_id = ${id}`;
+      expect(row?.n).toBe(4);
+    });
+
+    it("gives no slot to claims queued behind the session's end, and leaves no row of it", async () => {
+      const { id, accountId } = await newSession("ending");
+      const outcomes = await releasedTogether<boolean | string | null>(id, [
+        () => [b.sessions.end(id, accountId, "logout")],
+        () => Array.from({ length: 4 }, (_, i) => (i % 2 === 0 ? a : b).socketSlots.claim(id, 4)),
+      ]);
+      expect(outcomes).toEqual([true, null, null, null, null]);
+      const [row] = await raw`SELECT count(*)::int AS n FROM live_sockets WHERE session_id = ${id}`;
+      expect(row?.n).toBe(0);
+    });
+
+    it("counts a dead node's slot until its TTL has passed, then lets it lapse", async () => {
+      const { id } = await newSession("lapse");
+      const slots = await Promise.all([a, a, a, a].map((node) => node.socketSlots.claim(id, 4)));
+      expect(slots.every((slot) => slot !== null)).toBe(true);
+      expect(await b.socketSlots.claim(id, 4)).toBeNull();
+      // Node a "dies": it renews nothing from now on.
+      engine.clock.advance(90_000 - 1);
+      expect(await b.socketSlots.claim(id, 4)).toBeNull();
+      engine.clock.advance(1);
+      expect(await b.socketSlots.claim(id, 4)).not.toBeNull();
+      const [row] = await raw`SELECT count(*)::int AS n FROM live_sockets WHERE session_id = ${id}`;
+      expect(row?.n).toBe(1);
+    });
+  });
+
+  describe("the session-ended NOTIFY, sent by the statement that deletes the session", () => {
+    let engine: Engine;
+    let a: Store;
+    let b: Store;
+    let listener: postgres.Sql;
+    const heard: { channel: string; payload: unknown }[] = [];
+
+    beforeAll(async () => {
+      engine = await openEngine("postgres");
+      a = await engine.node();
+      b = await engine.node();
+      listener = postgres(engine.url ?? "", { max: 1, onnotice: () => {} });
+      await listener.listen("portcullis_session_ended", (payload) => heard.push({ channel: "portcullis_session_ended", payload: JSON.parse(payload) }));
+      // What the test uses to make a deleting transaction fail at its commit, after its
+      // statement ran (and queued its NOTIFY): a deferred constraint trigger.
+      await engine.exec(`
+        CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF OLD.user_agent = 'refused at commit' THEN RAISE EXCEPTION 'refused at commit'; END IF;
+          RETURN OLD;
+        END $$;
+        CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER DELETE ON sessions
+          DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit();`);
+    });
+    afterAll(async () => {
+      await listener?.end({ timeout: 1 });
+      await engine?.close();
+    });
+
+    async function newSession(subject: string, userAgent = "test"): Promise<{ id: string; accountId: string; token: string }> {
+      const { account } = await a.accounts.findOrCreate({ issuer: "https://id.example", subject, displayName: subject }, "demo");
+      const { session, token } = await a.sessions.create({
+        accountId: account.id,
+        provider: "demo",
+        userAgent,
+        tokens: { accessToken: "a", accessTokenExpiresAt: null, refreshToken: null, refreshTokenExpiresAt: null, idToken: null },
+      });
+      return { id: session.id, accountId: account.id, token };
+    }
+
+    it("reaches another node's listener (and any LISTEN on the channel) with the ending node's id; this node's subscribers hear it at once", async () => {
+      const { id, accountId } = await newSession("heard");
+      const atA: SessionEnded[] = [];
+      const atB: SessionEnded[] = [];
+      const stopA = a.events.subscribe((event) => atA.push(event));
+      const stopB = b.events.subscribe((event) => atB.push(event));
+      try {
+        expect(await a.sessions.end(id, accountId, "revoked")).toBe(true);
+        expect(atA).toEqual([{ sessionId: id, accountId, reason: "revoked" }]);
+        await vi.waitFor(() => expect(atB).toEqual([{ sessionId: id, accountId, reason: "revoked" }]), { timeout: 1_000, interval: 5 });
+        await vi.waitFor(() => expect(heard.map((h) => h.payload)).toContainEqual({ node: (a as Store & { bus: PostgresEventBus }).bus.nodeId, sessionId: id, accountId, reason: "revoked" }), {
+          timeout: 1_000,
+          interval: 5,
+        });
+      } finally {
+        stopA();
+        stopB();
+      }
+    });
+
+    it("is not sent when the deleting transaction fails: no node hears of a session that still lives", async () => {
+      const doomed = await newSession("refused", "refused at commit");
+      const sentinel = await newSession("sentinel");
+      heard.length = 0;
+      const atA: SessionEnded[] = [];
+      const atB: SessionEnded[] = [];
+      const stopA = a.events.subscribe((event) => atA.push(event));
+      const stopB = b.events.subscribe((event) => atB.push(event));
+      try {
+        // drizzle wraps the server's error; the cause is PostgreSQL's own.
+        await expect(a.sessions.end(doomed.id, doomed.accountId, "logout")).rejects.toMatchObject({ cause: { message: "refused at commit" } });
+        expect(atA).toEqual([]);
+        // Notifications arrive in commit order: once the sentinel's end is heard, the doomed
+        // one's would have been too.
+        expect(await a.sessions.end(sentinel.id, sentinel.accountId, "logout")).toBe(true);
+        await vi.waitFor(() => expect(atB.map((e) => e.sessionId)).toEqual([sentinel.id]), { timeout: 1_000, interval: 5 });
+        await vi.waitFor(() => expect(heard.map((h) => (h.payload as { sessionId: string }).sessionId)).toEqual([sentinel.id]), { timeout: 1_000, interval: 5 });
+        expect(atA.map((e) => e.sessionId)).toEqual([sentinel.id]);
+        expect((await b.sessions.validate(doomed.token, { slide: false }))?.id).toBe(doomed.id);
+      } finally {
+        stopA();
+        stopB();
+      }
+    });
+
+    it("never ends a session silently: when the NOTIFY cannot be queued, the end fails with it", async () => {
+      // A node whose pg_notify fails (shadowed on its search_path): the stand-in for a node
+      // that dies between deleting a session and telling the others, which a DELETE and a
+      // NOTIFY sent one after the other allow.
+      const database = new URL(engine.url ?? "").pathname.slice(1);
+      await engine.exec(`
+        CREATE SCHEMA muted;
+        CREATE FUNCTION muted.pg_notify(text, text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'notify lost'; END $$;
+        ALTER DATABASE ${database} SET search_path = muted, pg_catalog, public;`);
+      try {
+        const muted = await engine.node();
+        const { id, accountId, token } = await newSession("silent");
+        const atB: SessionEnded[] = [];
+        const stopB = b.events.subscribe((event) => atB.push(event));
+        try {
+          await expect(muted.sessions.end(id, accountId, "logout")).rejects.toMatchObject({ cause: { message: "notify lost" } });
+          expect((await b.sessions.validate(token, { slide: false }))?.id).toBe(id);
+          // Ended by a node that can notify, it is heard.
+          expect(await a.sessions.end(id, accountId, "logout")).toBe(true);
+          await vi.waitFor(() => expect(atB.map((e) => e.sessionId)).toEqual([id]), { timeout: 1_000, interval: 5 });
+        } finally {
+          stopB();
+        }
+      } finally {
+        await engine.exec(`ALTER DATABASE ${database} RESET search_path`);
+      }
+    });
   });
 
   describe("the session-ended listener", () => {

@@ -12,11 +12,29 @@ class LostRace extends Error {}
 
 /** Accounts and their (issuer, subject) identities (OIDC Core 5.7), as `AccountStore`. */
 export class PostgresAccounts implements AccountRepository {
+  /** Run on every request with a session: prepared, one round trip (see sessions.ts). */
+  private readonly findStatement;
+
   constructor(
     private readonly orm: PgORM,
     private readonly clock: Clock,
     private readonly randomBytes: RandomBytes,
-  ) {}
+  ) {
+    const subject = orm
+      .select({ subject: identities.subject })
+      .from(identities)
+      .where(and(eq(identities.accountId, accounts.id), eq(identities.provider, sql.placeholder("provider"))))
+      .orderBy(asc(identities.createdAt))
+      .limit(1);
+    this.findStatement = orm
+      .select({ id: accounts.id, displayName: accounts.displayName, providerSubject: sql<string | null>`(${subject})` })
+      .from(accounts)
+      // A blocked account is not found: its sessions are refused everywhere from the moment
+      // the block is written, on every node, even before they are deleted.
+      .where(and(eq(accounts.id, sql.placeholder("id")), notExists(orm.select({ one: sql`1` }).from(accountBlocks).where(eq(accountBlocks.accountId, accounts.id)))))
+      .limit(1)
+      .prepare("account_find");
+  }
 
   /**
    * One account per identity even when two nodes see its first login at the same moment:
@@ -57,19 +75,7 @@ export class PostgresAccounts implements AccountRepository {
   }
 
   async find(id: string, provider: string): Promise<Account | null> {
-    const subject = this.orm
-      .select({ subject: identities.subject })
-      .from(identities)
-      .where(and(eq(identities.accountId, id), eq(identities.provider, provider)))
-      .orderBy(asc(identities.createdAt))
-      .limit(1);
-    const [row] = await this.orm
-      .select({ id: accounts.id, displayName: accounts.displayName, providerSubject: sql<string | null>`(${subject})` })
-      .from(accounts)
-      // A blocked account is not found: its sessions are refused everywhere from the moment
-      // the block is written, on every node, even before they are deleted.
-      .where(and(eq(accounts.id, id), notExists(this.orm.select({ one: sql`1` }).from(accountBlocks).where(eq(accountBlocks.accountId, accounts.id)))))
-      .limit(1);
+    const [row] = await this.findStatement.execute({ id, provider });
     return row ?? null;
   }
 

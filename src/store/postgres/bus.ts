@@ -1,4 +1,5 @@
 import { EventEmitter } from "node:events";
+import { sql, type SQL } from "drizzle-orm";
 import postgres, { type Sql } from "postgres";
 import type { SessionEnded, SessionEndReason } from "../../auth/session-events";
 import type { RandomBytes } from "../../clock";
@@ -77,10 +78,30 @@ export class PostgresEventBus implements SessionEventBus {
     await this.listen();
   }
 
+  /**
+   * For an end no statement of this node notified (the operator's command deleted the row):
+   * this node's subscribers at once, then a NOTIFY of its own. Sessions this node ends are
+   * notified by the DELETE itself ({@link notifyEnded}) and delivered here by {@link deliverLocally}.
+   */
   async publish(event: SessionEnded): Promise<void> {
-    this.emitter.emit("ended", event);
+    this.deliverLocally(event);
     const payload = JSON.stringify({ node: this.nodeId, sessionId: event.sessionId, accountId: event.accountId, reason: event.reason });
     await this.options.sql`SELECT pg_notify(${SESSION_ENDED_CHANNEL}, ${payload})`;
+  }
+
+  /**
+   * The `pg_notify` call for a statement that ends sessions, evaluated once per ended row
+   * (`ended` names the row's columns, `reason` is bound as a parameter): NOTIFY is
+   * transactional, so the other nodes hear of exactly the ends that commit, and a node that
+   * dies after the commit has already told them (issue 13). Same payload as {@link publish}.
+   */
+  notifyEnded(ended: { sessionId: SQL; accountId: SQL }, reason: SessionEndReason): SQL {
+    return sql`pg_notify(${SESSION_ENDED_CHANNEL}, json_build_object('node', ${this.nodeId}::text, 'sessionId', ${ended.sessionId}, 'accountId', ${ended.accountId}, 'reason', ${reason}::text)::text)`;
+  }
+
+  /** This node's subscribers only: the other nodes were told by the statement that ended the session. */
+  deliverLocally(event: SessionEnded): void {
+    this.emitter.emit("ended", event);
   }
 
   subscribe(listener: (event: SessionEnded) => void): () => void {

@@ -70,7 +70,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     events: bus,
     logoutTokenJTIs: new PostgresLogoutTokenJTIs(db.orm, clock),
     operatorActions: new PostgresOperatorActions(db.orm, bus, clock),
-    socketSlots: new PostgresSocketSlots(db.orm, bus.nodeId, clock, randomBytes, options.socketSlotTTLMs ?? DEFAULT_SOCKET_SLOT_TTL_MS),
+    socketSlots: new PostgresSocketSlots(db.orm, db.sql, bus.nodeId, clock, randomBytes, options.socketSlotTTLMs ?? DEFAULT_SOCKET_SLOT_TTL_MS),
     isUnavailableError: isStoreUnavailable,
     isHealthy: () => db.isHealthy(),
     close: async () => {

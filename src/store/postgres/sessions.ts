@@ -21,9 +21,39 @@ import { randomToken } from "../../crypto/random";
 import { DecryptionError, type TokenCipher } from "../../crypto/token-cipher";
 import type { PgORM } from "../../db/postgres";
 import { refreshLeases, sessions } from "../../db/schema-pg";
-import type { SessionEventBus, SessionRepository } from "../types";
+import type { SessionRepository } from "../types";
+import type { PostgresEventBus } from "./bus";
 
 type SessionRow = typeof sessions.$inferSelect;
+
+/**
+ * The statements every request runs, prepared (issue 13). drizzle hands postgres.js an
+ * unnamed statement otherwise, and postgres.js then asks the server to describe its
+ * parameters first: two round trips and a parse and plan each time. Prepared, it is one
+ * round trip once a connection has seen the statement.
+ */
+function preparedStatements(orm: PgORM) {
+  return {
+    byId: orm.select().from(sessions).where(eq(sessions.id, sql.placeholder("id"))).limit(1).prepare("session_by_id"),
+    slide: orm
+      .update(sessions)
+      .set({ lastSeenAt: sql`${sql.placeholder("now")}::bigint` })
+      .where(eq(sessions.id, sql.placeholder("id")))
+      .prepare("session_slide"),
+    // Only a minute or more later than the last slide, and never reviving a session already idle at `at`.
+    touch: orm
+      .update(sessions)
+      .set({ lastSeenAt: sql`${sql.placeholder("at")}::bigint` })
+      .where(
+        and(
+          eq(sessions.id, sql.placeholder("id")),
+          lte(sessions.lastSeenAt, sql.placeholder("slidBefore")),
+          gt(sessions.lastSeenAt, sql.placeholder("idleBefore")),
+        ),
+      )
+      .prepare("session_touch"),
+  };
+}
 
 /**
  * Server-side sessions on PostgreSQL, rule for rule those of `SessionStore` (src/auth/
@@ -37,11 +67,12 @@ export class PostgresSessions implements SessionRepository {
   private readonly absoluteMs: number;
   private revoker: GrantRevoker | null = null;
   private readonly revocations = new Set<Promise<void>>();
+  private readonly statements: ReturnType<typeof preparedStatements>;
 
   constructor(
     private readonly orm: PgORM,
     private readonly cipher: TokenCipher,
-    private readonly events: SessionEventBus,
+    private readonly events: PostgresEventBus,
     private readonly audit: AuditLog,
     private readonly clock: Clock,
     private readonly randomBytes: RandomBytes,
@@ -51,6 +82,7 @@ export class PostgresSessions implements SessionRepository {
   ) {
     this.idleMs = options.idleTimeoutSeconds * 1000;
     this.absoluteMs = options.absoluteTimeoutSeconds * 1000;
+    this.statements = preparedStatements(orm);
   }
 
   async create(input: { accountId: string; provider: string; userAgent: string; tokens: ProviderTokens; providerSid?: string | null }): Promise<{
@@ -103,7 +135,7 @@ export class PostgresSessions implements SessionRepository {
       return null;
     }
     if (options.slide && now - row.lastSeenAt >= SLIDE_THROTTLE_MS) {
-      await this.orm.update(sessions).set({ lastSeenAt: now }).where(eq(sessions.id, row.id));
+      await this.statements.slide.execute({ id: row.id, now });
       row.lastSeenAt = now;
     }
     return this.toSession(row);
@@ -111,17 +143,7 @@ export class PostgresSessions implements SessionRepository {
 
   async touch(sessionId: string, at: number): Promise<void> {
     if (at > this.clock.now()) return;
-    // Only a minute or more later than the last slide, and never reviving a session already idle at `at`.
-    await this.orm
-      .update(sessions)
-      .set({ lastSeenAt: at })
-      .where(
-        and(
-          eq(sessions.id, sessionId),
-          lte(sessions.lastSeenAt, at - SLIDE_THROTTLE_MS),
-          gt(sql`${sessions.lastSeenAt} + ${this.idleMs}::bigint`, at),
-        ),
-      );
+    await this.statements.touch.execute({ id: sessionId, at, slidBefore: at - SLIDE_THROTTLE_MS, idleBefore: at - this.idleMs });
   }
 
   async findLive(id: string): Promise<Session | null> {
@@ -253,7 +275,7 @@ export class PostgresSessions implements SessionRepository {
   }
 
   private async row(id: string): Promise<SessionRow | null> {
-    const [row] = await this.orm.select().from(sessions).where(eq(sessions.id, id)).limit(1);
+    const [row] = await this.statements.byId.execute({ id });
     return row ?? null;
   }
 
@@ -262,29 +284,35 @@ export class PostgresSessions implements SessionRepository {
   }
 
   /**
-   * The only place session rows are deleted. The refresh token is read by the statement that
-   * deletes the row, so of two nodes ending one session at once only one announces it and
-   * revokes its grant. Each end is published (this node's sockets close at once, the others'
-   * on their NOTIFY) before the caller is answered.
+   * The only place session rows are deleted. One statement deletes the rows, reads their
+   * refresh tokens and NOTIFYs every node of each end, so the notifications go out with the
+   * commit and only with it: no node crash between the two loses the event (the others'
+   * recheck would close the sockets, but not within 1 s), and a delete that fails tells
+   * nobody. Of two nodes ending one session at once only one deletes it, so only one
+   * announces it and revokes its grant. This node's subscribers hear each end once the
+   * statement has committed, before the caller is answered.
    */
   private async remove(where: SQL | undefined, reason: SessionEndReason): Promise<number> {
-    const ended = await this.orm
-      .delete(sessions)
-      .where(where)
-      .returning({ id: sessions.id, accountId: sessions.accountId, provider: sessions.provider, refreshToken: sessions.refreshToken });
-    const published: Promise<void>[] = [];
+    // drizzle's and() of nothing: a caller bug, never "every session".
+    if (where === undefined) throw new Error("a session end needs a condition");
+    const ended = await this.orm.execute<{ id: string; account_id: string; provider: string; refresh_token: string | null }>(sql`
+      WITH ended AS (
+        DELETE FROM ${sessions} WHERE ${where}
+        RETURNING ${sessions.id}, ${sessions.accountId}, ${sessions.provider}, ${sessions.refreshToken}
+      )
+      SELECT id, account_id, provider, refresh_token, ${this.events.notifyEnded({ sessionId: sql`id`, accountId: sql`account_id` }, reason)}
+      FROM ended`);
     for (const row of ended) {
-      published.push(this.announce(row.id, row.accountId, reason));
-      this.releaseGrant(row, reason);
+      this.audit.write(auditEvent(reason), { sessionId: row.id, accountId: row.account_id, reason });
+      this.events.deliverLocally({ sessionId: row.id, accountId: row.account_id, reason });
+      this.releaseGrant({ id: row.id, provider: row.provider, refreshToken: row.refresh_token }, reason);
     }
-    await Promise.all(published);
     return ended.length;
   }
 
   /** Audit event, then the end published on every node (this one's sockets close at once). */
   private announce(sessionId: string, accountId: string, reason: SessionEndReason): Promise<void> {
-    const event = reason === "logout" ? "session.logged_out" : reason === "expired" ? "session.expired" : "session.revoked";
-    this.audit.write(event, { sessionId, accountId, reason });
+    this.audit.write(auditEvent(reason), { sessionId, accountId, reason });
     return this.events.publish({ sessionId, accountId, reason }).catch(this.onPublishFailed);
   }
 
@@ -335,4 +363,8 @@ export class PostgresSessions implements SessionRepository {
   private openOptional(value: string | null, sessionId: string, field: TokenField): string | null {
     return value === null ? null : this.cipher.open(value, associatedData(sessionId, field));
   }
+}
+
+function auditEvent(reason: SessionEndReason): "session.logged_out" | "session.expired" | "session.revoked" {
+  return reason === "logout" ? "session.logged_out" : reason === "expired" ? "session.expired" : "session.revoked";
 }

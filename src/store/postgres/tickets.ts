@@ -1,4 +1,4 @@
-import { eq, lte } from "drizzle-orm";
+import { eq, lte, sql } from "drizzle-orm";
 import type { Clock, RandomBytes } from "../../clock";
 import { sha256Hex } from "../../crypto/hash";
 import { randomToken } from "../../crypto/random";
@@ -14,16 +14,30 @@ import type { TicketRepository } from "../types";
  * it gone (READ COMMITTED rechecks the row), so exactly one upgrade wins.
  */
 export class PostgresTickets implements TicketRepository {
+  /** One per connection setup each: prepared, one round trip (see sessions.ts). */
+  private readonly insert;
+  private readonly take;
+
   constructor(
     private readonly orm: PgORM,
     private readonly clock: Clock,
     private readonly randomBytes: RandomBytes,
     private readonly ttlSeconds: number,
-  ) {}
+  ) {
+    this.insert = orm
+      .insert(wsTickets)
+      .values({ hash: sql.placeholder("hash"), sessionId: sql.placeholder("sessionId"), expiresAt: sql.placeholder("expiresAt") })
+      .prepare("ticket_insert");
+    this.take = orm
+      .delete(wsTickets)
+      .where(eq(wsTickets.hash, sql.placeholder("hash")))
+      .returning({ sessionId: wsTickets.sessionId, expiresAt: wsTickets.expiresAt })
+      .prepare("ticket_take");
+  }
 
   async issue(sessionId: string): Promise<{ ticket: string; expiresIn: number }> {
     const ticket = randomToken(this.randomBytes, TICKET_BYTES);
-    await this.orm.insert(wsTickets).values({ hash: sha256Hex(ticket), sessionId, expiresAt: this.clock.now() + this.ttlSeconds * 1000 });
+    await this.insert.execute({ hash: sha256Hex(ticket), sessionId, expiresAt: this.clock.now() + this.ttlSeconds * 1000 });
     return { ticket, expiresIn: this.ttlSeconds };
   }
 
@@ -31,10 +45,7 @@ export class PostgresTickets implements TicketRepository {
     if (!TICKET_PATTERN.test(ticket)) {
       return { status: "unknown" };
     }
-    const [row] = await this.orm
-      .delete(wsTickets)
-      .where(eq(wsTickets.hash, sha256Hex(ticket)))
-      .returning({ sessionId: wsTickets.sessionId, expiresAt: wsTickets.expiresAt });
+    const [row] = await this.take.execute({ hash: sha256Hex(ticket) });
     if (row === undefined) {
       return { status: "unknown" };
     }
