@@ -61,6 +61,8 @@ describe("three nodes behind nginx on one PostgreSQL database", () => {
         RATE_LIMIT_API: "10000/s,100000",
         // Three hundred players at once, all from this one address.
         MAX_CONNECTIONS_PER_IP: "100000",
+        // The demo game's Socket.IO lobby, for the held long poll.
+        WS_ROUTES: '[{"path": "/socket.io/", "backendProtocol": null}]',
       },
     });
   }, 120_000);
@@ -116,6 +118,26 @@ describe("three nodes behind nginx on one PostgreSQL database", () => {
     expect(await code).toBe(4401);
     expect(Date.now() - asked).toBeLessThan(1_000);
     expect((await me(node(1), token)).status).toBe(401);
+  });
+
+  it("ends a Socket.IO long poll held on node C with 401 within 1 s of a logout on node A", async () => {
+    const { token } = await login("lin");
+    const poll = (query: string): Promise<Response> =>
+      fetch(`${node(2)}/socket.io/?EIO=4&transport=polling${query}`, { headers: { cookie: `${SESSION}=${token}`, ...csrf() } });
+    const handshake = await poll("");
+    expect(handshake.status).toBe(200);
+    const { sid } = JSON.parse((await handshake.text()).slice(1)) as { sid: string };
+    // Without a Socket.IO CONNECT from us, engine.io has nothing to send: this GET is held
+    // at the backend until its next ping (25 s).
+    const held = poll(`&sid=${encodeURIComponent(sid)}`);
+    const pending = Symbol("pending");
+    expect(await Promise.race([held, new Promise((resolve) => setTimeout(() => resolve(pending), 300))])).toBe(pending);
+    const asked = Date.now();
+    const logout = await fetch(`${node(0)}/auth/logout`, { method: "POST", headers: { cookie: `${SESSION}=${token}`, ...csrf() } });
+    expect(logout.status).toBe(204);
+    const answer = await held;
+    expect(answer.status).toBe(401);
+    expect(Date.now() - asked).toBeLessThan(1_000);
   });
 
   it("spends a ticket once: of 20 parallel upgrades with it over three nodes, exactly one opens", async () => {
