@@ -7,6 +7,8 @@ const PROBE_ORIGIN = "http://portcullis.invalid";
  * become `/`.
  */
 export function sanitizeReturnTo(value: string | undefined | null): string {
+  // Stryker: equivalent (`value.length === 0` → `false`) — an empty string fails the
+  // startsWith("/") check below and becomes "/" there.
   if (typeof value !== "string" || value.length === 0 || value.length > 512) {
     return "/";
   }

@@ -16,6 +16,9 @@ describe("#sanitizeReturnTo", () => {
     ["", "/"],
     [undefined, "/"],
     ["/" + "a".repeat(600), "/"],
+    // The length cap: 512 characters are kept, one more is not.
+    ["/" + "a".repeat(511), "/" + "a".repeat(511)],
+    ["/" + "a".repeat(512), "/"],
     ["/arena", "/arena"],
     ["/arena?room=1#top", "/arena?room=1#top"],
     ["/a/../b", "/b"],
