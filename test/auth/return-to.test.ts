@@ -4,6 +4,9 @@ import { sanitizeReturnTo } from "../../src/auth/return-to";
 describe("#sanitizeReturnTo", () => {
   it.each([
     ["//evil.example", "/"],
+    // Protocol-relative is refused by its leading "//" alone, even when the host it names
+    // is the probe origin the second check compares with.
+    ["//portcullis.invalid/arena", "/"],
     ["/\\evil.example", "/"],
     ["\\\\evil.example", "/"],
     ["https://evil.example/", "/"],
