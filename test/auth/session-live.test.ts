@@ -1,0 +1,96 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startHarness, type Harness } from "../fixtures/harness";
+
+const IDLE_MS = 1800 * 1000;
+const THROTTLE_MS = 60_000;
+
+/**
+ * The two session-store calls the live-socket registry makes on every recheck (SECURITY.md
+ * A4, E27): `findLive` decides whether a socket's session still lives, and `touch` lets game
+ * traffic count as activity. Driven on the real SQLite store with the harness's clock.
+ */
+describe("the socket recheck's view of a session (SECURITY.md A4, E27)", () => {
+  let h: Harness;
+  let accountId: string;
+  beforeAll(async () => {
+    h = await startHarness();
+    const { token } = await h.login("live-checker");
+    const [id] = token.split(".");
+    accountId = (h.bff.db.sqlite.prepare("SELECT account_id AS a FROM sessions WHERE id = ?").get(id) as { a: string }).a;
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  function newSession(refreshTokenExpiresAt: number | null = null): string {
+    const { session } = h.bff.sessions.create({
+      accountId,
+      provider: "demo",
+      userAgent: "recheck test",
+      tokens: { accessToken: "a", accessTokenExpiresAt: null, refreshToken: null, refreshTokenExpiresAt, idToken: null },
+    });
+    return session.id;
+  }
+  const lastSeen = (id: string): number | undefined =>
+    (h.bff.db.sqlite.prepare("SELECT last_seen_at AS t FROM sessions WHERE id = ?").get(id) as { t: number } | undefined)?.t;
+
+  describe("#findLive", () => {
+    it("finds a session until its idle deadline without sliding it, and ends it at the deadline itself", async () => {
+      const id = newSession();
+      const created = lastSeen(id);
+      h.clock.advance(IDLE_MS - 1);
+      expect(h.bff.sessions.findLive(id)?.id).toBe(id);
+      expect(lastSeen(id)).toBe(created);
+      const ended: string[] = [];
+      const stop = h.bff.events.onEnded((event) => ended.push(`${event.reason}:${event.sessionId}`));
+      h.clock.advance(1);
+      expect(h.bff.sessions.findLive(id)).toBeNull();
+      stop();
+      expect(ended).toEqual([`expired:${id}`]);
+      expect(lastSeen(id)).toBeUndefined();
+      expect(h.audit.named("session.expired").some((e) => e.session === h.bff.audit.sessionRef(id))).toBe(true);
+    });
+
+    it("ends a session at its absolute expiry, though it is far from idle", async () => {
+      // A refresh token that lives two minutes caps the session there (SECURITY.md A5).
+      const id = newSession(h.clock.now() + 120_000);
+      h.clock.advance(119_999);
+      expect(h.bff.sessions.findLive(id)?.id).toBe(id);
+      h.clock.advance(1);
+      expect(h.bff.sessions.findLive(id)).toBeNull();
+      expect(lastSeen(id)).toBeUndefined();
+    });
+
+    it("finds nothing for an unknown id", async () => {
+      expect(h.bff.sessions.findLive("a".repeat(26))).toBeNull();
+    });
+  });
+
+  describe("#touch", () => {
+    it("slides the idle window to the time of the game traffic, a minute or more after the last slide", async () => {
+      const id = newSession();
+      const created = lastSeen(id) ?? 0;
+      h.clock.advance(THROTTLE_MS - 1);
+      h.bff.sessions.touch(id, h.clock.now());
+      expect(lastSeen(id)).toBe(created);
+      h.clock.advance(1);
+      h.bff.sessions.touch(id, h.clock.now());
+      expect(lastSeen(id)).toBe(created + THROTTLE_MS);
+    });
+
+    it("ignores a time in the future: traffic cannot be dated forward to keep a session alive", async () => {
+      const id = newSession();
+      const created = lastSeen(id);
+      h.clock.advance(THROTTLE_MS);
+      h.bff.sessions.touch(id, h.clock.now() + 10 * 60_000);
+      expect(lastSeen(id)).toBe(created);
+    });
+
+    it("does not revive a session that had already gone idle", async () => {
+      const id = newSession();
+      h.clock.advance(IDLE_MS);
+      h.bff.sessions.touch(id, h.clock.now());
+      expect(h.bff.sessions.findLive(id)).toBeNull();
+    });
+  });
+});
