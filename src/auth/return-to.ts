@@ -24,6 +24,11 @@ export function sanitizeReturnTo(value: string | undefined | null): string {
     // "[" all parse); the catch is there so a parser change can only ever yield "/".
     return "/";
   }
+  // Stryker: equivalent (`url.origin !== PROBE_ORIGIN` → `false`) — what reaches here starts
+  // with exactly one "/" and holds no backslash, tab, newline or other control character, so
+  // the parser can only read it as a path on the probe origin. The comparison stays as the
+  // second line should the checks above ever loosen; the `//` path test is not redundant
+  // ("/a/..//evil.example" resolves to the path "//evil.example").
   if (url.origin !== PROBE_ORIGIN || url.pathname.startsWith("//")) {
     return "/";
   }
