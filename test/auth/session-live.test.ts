@@ -93,4 +93,46 @@ describe("the socket recheck's view of a session (SECURITY.md A4, E27)", () => {
       expect(h.bff.sessions.findLive(id)).toBeNull();
     });
   });
+
+  describe("#create and #validate", () => {
+    it("audits the new session under its keyed reference, with its account (SECURITY.md G32)", async () => {
+      const id = newSession();
+      expect(h.audit.named("session.created").at(-1)).toMatchObject({ session: h.bff.audit.sessionRef(id), accountId, provider: "demo" });
+    });
+
+    it("slides the idle window on a request exactly one minute after the last slide, not a millisecond sooner", async () => {
+      const { session, token } = h.bff.sessions.create({
+        accountId,
+        provider: "demo",
+        userAgent: "slide test",
+        tokens: { accessToken: "a", accessTokenExpiresAt: null, refreshToken: null, refreshTokenExpiresAt: null, idToken: null },
+      });
+      h.clock.advance(THROTTLE_MS - 1);
+      expect(h.bff.sessions.validate(token, { slide: true })?.lastSeenAt).toBe(session.lastSeenAt);
+      h.clock.advance(1);
+      expect(h.bff.sessions.validate(token, { slide: true })?.lastSeenAt).toBe(session.lastSeenAt + THROTTLE_MS);
+      expect(lastSeen(session.id)).toBe(session.lastSeenAt + THROTTLE_MS);
+    });
+  });
+
+  describe("a session that ends with an unreadable refresh token (SECURITY.md D17, G32)", () => {
+    it("still ends and audits the decryption failure", async () => {
+      const { session } = h.bff.sessions.create({
+        accountId,
+        provider: "demo",
+        userAgent: "tampered",
+        tokens: { accessToken: "a", accessTokenExpiresAt: null, refreshToken: "r-tampered", refreshTokenExpiresAt: null, idToken: null },
+      });
+      const sealed = (h.bff.db.sqlite.prepare("SELECT refresh_token AS r FROM sessions WHERE id = ?").get(session.id) as { r: string }).r;
+      const flipped = sealed.slice(0, -2) + (sealed.at(-2) === "A" ? "B" : "A") + sealed.at(-1);
+      h.bff.db.sqlite.prepare("UPDATE sessions SET refresh_token = ? WHERE id = ?").run(flipped, session.id);
+      expect(h.bff.sessions.end(session.id, accountId, "logout")).toBe(true);
+      await h.bff.sessions.revocationsSettled();
+      expect(lastSeen(session.id)).toBeUndefined();
+      expect(h.audit.named("crypto.decrypt.failed").at(-1)).toMatchObject({
+        session: h.bff.audit.sessionRef(session.id),
+        reason: "refresh token at session end",
+      });
+    });
+  });
 });
