@@ -135,4 +135,17 @@ describe("the socket recheck's view of a session (SECURITY.md A4, E27)", () => {
       });
     });
   });
+
+  describe("#adoptEnded", () => {
+    it("announces a session another process deleted: audited, and its sockets told to close (SECURITY.md E27, G32)", async () => {
+      const id = newSession();
+      h.bff.db.sqlite.prepare("DELETE FROM sessions WHERE id = ?").run(id);
+      const ended: string[] = [];
+      const stop = h.bff.events.onEnded((event) => ended.push(`${event.reason}:${event.sessionId}`));
+      h.bff.sessions.adoptEnded({ id, accountId, provider: "demo", refreshToken: null }, "operator");
+      stop();
+      expect(ended).toEqual([`operator:${id}`]);
+      expect(h.audit.named("session.revoked").at(-1)).toMatchObject({ session: h.bff.audit.sessionRef(id), reason: "operator" });
+    });
+  });
 });
