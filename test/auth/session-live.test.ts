@@ -136,6 +136,18 @@ describe("the socket recheck's view of a session (SECURITY.md A4, E27)", () => {
     });
   });
 
+  describe("#list", () => {
+    it("lists no session past its idle deadline, though the sweeper has not deleted it yet", async () => {
+      const idle = newSession();
+      h.clock.advance(IDLE_MS);
+      const live = newSession();
+      const listed = h.bff.sessions.list(accountId, live).map((s) => [s.id, s.current]);
+      expect(listed).toContainEqual([live, true]);
+      expect(listed.map(([id]) => id)).not.toContain(idle);
+      expect(lastSeen(idle)).toBeDefined();
+    });
+  });
+
   describe("#adoptEnded", () => {
     it("announces a session another process deleted: audited, and its sockets told to close (SECURITY.md E27, G32)", async () => {
       const id = newSession();
