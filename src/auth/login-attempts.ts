@@ -103,6 +103,9 @@ export class LoginAttemptStore {
    * or it expired. Other attempts of the browser are untouched.
    */
   consume(handle: string, state: string): LoginAttempt | null {
+    // Stryker: equivalent (this check and its bound) — every handle and state this store
+    // issues is 43 characters, so a longer one cannot hash to a stored row; the lookup would
+    // find nothing too. The check only spares two hashes and a query.
     if (handle.length > HANDLE_MAX || state.length > HANDLE_MAX) {
       return null;
     }
@@ -132,6 +135,7 @@ export class LoginAttemptStore {
 
   /** How many live logins the browser holding `handle` still has in progress. */
   pending(handle: string): number {
+    // Stryker: equivalent — as in consume(): a handle longer than any issued one counts nothing.
     if (handle.length > HANDLE_MAX) {
       return 0;
     }

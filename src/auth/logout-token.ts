@@ -101,6 +101,8 @@ export class LogoutTokenVerifier {
     }
 
     const events = payload.events;
+    // Stryker: equivalent (`Array.isArray(events)` → `false`) — a JSON array has no member
+    // named by the event URI, so the event check below refuses it all the same.
     if (typeof events !== "object" || events === null || Array.isArray(events)) {
       throw new LogoutTokenError("no events claim");
     }
@@ -118,6 +120,9 @@ export class LogoutTokenVerifier {
     }
     const jti = optionalClaim(payload.jti, "jti");
     const iat = payload.iat;
+    // Stryker: equivalent (either condition → `false`) — jwtVerify above already refused a
+    // token without `jti` (requiredClaims) or without a numeric `iat` (maxTokenAge makes jose
+    // require it as a NumericDate); this only narrows the types.
     if (jti === null || typeof iat !== "number") {
       throw new LogoutTokenError("no jti or iat");
     }

@@ -19,6 +19,8 @@ export interface SessionRouteDeps {
 /** The session and account of a request that must have one; 401 otherwise. */
 export function requireSession(c: { var: AppEnv["Variables"] }): { session: Session; account: Account } {
   const { session, account } = c.var;
+  // Stryker: equivalent (`||` → `&&`) — sessionMiddleware sets both or neither (a blocked
+  // account is not found, and then the session is not set either); `||` says what is meant.
   if (session === null || account === null) {
     refuse(401, "no_session", "You are not logged in, or your session has ended.");
   }

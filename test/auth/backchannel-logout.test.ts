@@ -117,6 +117,22 @@ describe("POST /auth/backchannel-logout/:provider (SECURITY.md I40)", () => {
     phoneSocket.close();
   });
 
+  it.each([
+    ["a subject nobody here has", "never-logged-in-here"],
+    ["another player's subject", "sid-bystander"],
+  ])("ends nothing when a session's sid comes with %s (sid and sub must both match, 2.7)", async (_name, sub) => {
+    await h.login("sid-bystander");
+    const { token } = await h.login("sid-owner");
+    const ended: string[] = [];
+    const stop = h.bff.events.onEnded((event) => ended.push(event.sessionId));
+    const response = await postToken(await sign(claims({ sid: sidOf(token), sub })));
+    stop();
+    expect(response.status).toBe(200);
+    expect(ended).toEqual([]);
+    expect(await me(token)).toBe(200);
+    expect(h.audit.named("logout.backchannel.accepted").at(-1)).toMatchObject({ reason: "sid+sub", count: 0 });
+  });
+
   it("ends every session of the subject at this provider for a sub-only token", async () => {
     const sessions = [await h.login("sub-only"), await h.login("sub-only"), await h.login("sub-only")];
     const bystander = await h.login("sub-only-bystander");
@@ -162,6 +178,9 @@ describe("POST /auth/backchannel-logout/:provider (SECURITY.md I40)", () => {
       ["with a nonce", (sub, sid) => sign(claims({ sub, sid, nonce: "n-0S6_WzA2Mj" }))],
       ["without events", (sub, sid) => sign({ ...claims({ sub, sid }), events: undefined })],
       ["with events lacking the back-channel logout event", (sub, sid) => sign(claims({ sub, sid, events: { "http://example.com/other": {} } }))],
+      ["with events null", (sub, sid) => sign(claims({ sub, sid, events: null }))],
+      ["with the back-channel logout event null", (sub, sid) => sign(claims({ sub, sid, events: { [EVENT]: null } }))],
+      ["with the back-channel logout event an array", (sub, sid) => sign(claims({ sub, sid, events: { [EVENT]: [] } }))],
       ["with neither sid nor sub", () => sign(claims({}))],
       ["without jti", (sub, sid) => sign({ ...claims({ sub, sid }), jti: undefined })],
       ["typed as something else", (sub, sid) => sign(claims({ sub, sid }), { typ: "JWT" })],
@@ -217,5 +236,28 @@ describe("POST /auth/backchannel-logout/:provider (SECURITY.md I40)", () => {
     } finally {
       await limited.close();
     }
+  });
+
+  it("takes the explicit types logout+jwt and application/logout+jwt in any case (2.4)", async () => {
+    for (const typ of ["application/logout+jwt", "Logout+JWT"]) {
+      const { token } = await h.login("typed");
+      expect((await postToken(await sign(claims({ sid: sidOf(token) }), { typ }))).status).toBe(200);
+      expect(await me(token)).toBe(401);
+    }
+  });
+
+  // Last in the file: it moves the clock.
+  it("remembers an accepted jti for as long as its token could be accepted, through the sweeper (replay, 2.6 item 9)", async () => {
+    await h.login("late-replay");
+    const token = await sign(claims({ sub: "late-replay" }));
+    expect((await postToken(token)).status).toBe(200);
+    // 329 s on the token is still inside the 300 s window plus 30 s of skew: only the
+    // remembered jti can refuse it now, and the sweeper must not have forgotten it.
+    h.clock.advance(329_000);
+    await h.bff.store.logoutTokenJTIs.sweep();
+    const again = await h.login("late-replay");
+    expect((await postToken(token)).status).toBe(400);
+    expect(h.audit.named("logout.backchannel.refused").at(-1)).toMatchObject({ reason: "jti already used (replay)" });
+    expect(await me(again.token)).toBe(200);
   });
 });

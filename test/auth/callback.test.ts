@@ -198,6 +198,29 @@ describe("GET /auth/callback/:provider", () => {
     expect(identities.map((i) => i.issuer)).toEqual([h.other?.issuer]);
   });
 
+  it.each([
+    ["an empty code", ""],
+    ["a code of 2,049 characters", "c".repeat(2049)],
+  ])("refuses %s with a live state, and makes no token request", async (_name, code) => {
+    const agent = new Agent();
+    const callback = await agent.authorize(await agent.startLogin(h.origin), "kim", h.origin);
+    callback.searchParams.set("code", code);
+    const before = h.idp.tokenRequests.authorization_code;
+    expect((await agent.fetch(callback)).status).toBe(400);
+    expect(h.idp.tokenRequests.authorization_code).toBe(before);
+    expect(h.audit.named("login.failure").at(-1)).toMatchObject({ reason: "no code" });
+  });
+
+  it("sends a code of 2,048 characters on to the provider (the cap is not lower)", async () => {
+    const agent = new Agent();
+    const callback = await agent.authorize(await agent.startLogin(h.origin), "lee", h.origin);
+    callback.searchParams.set("code", "c".repeat(2048));
+    const before = h.idp.tokenRequests.authorization_code;
+    // The provider refuses a code it never issued; what matters is that it was asked.
+    expect((await agent.fetch(callback)).status).toBe(400);
+    expect(h.idp.tokenRequests.authorization_code).toBe(before + 1);
+  });
+
   it("answers 404 for an unknown provider", async () => {
     expect((await new Agent().fetch(`${h.origin}/auth/login/myspace`)).status).toBe(404);
   });

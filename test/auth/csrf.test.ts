@@ -80,6 +80,23 @@ describe("CSRF and Origin (SECURITY.md B)", () => {
     }
   });
 
+  it.each([
+    ["GET /api/* without X-CSRF", "GET", (origin: string) => ({ origin })],
+    ["GET /api/* from a foreign Origin", "GET", () => ({ "x-csrf": "1", origin: "https://evil.example" })],
+    ["HEAD /api/* without X-CSRF", "HEAD", (origin: string) => ({ origin })],
+  ])("refuses %s: every /api request is checked, whatever its method (SECURITY.md B9)", async (_name, method, headers) => {
+    const { token } = await h.login("csrf-api");
+    const response = await fetch(`${h.origin}/api/game/profile`, { method, headers: { cookie: `__Host-Http-session=${token}`, ...headers(h.origin) } });
+    expect(response.status).toBe(403);
+    expect(response.headers.get("content-type") ?? "").toContain("application/json");
+  });
+
+  it("exempts only POST on the back-channel logout path (server to server), no other method", async () => {
+    const response = await fetch(`${h.origin}/auth/backchannel-logout/demo`, { method: "PUT", body: "logout_token=x" });
+    expect(response.status).toBe(403);
+    expect(await response.json()).toMatchObject({ error: "csrf" });
+  });
+
   it("changes nothing on GET: no route with a side effect answers a GET (SECURITY.md B8)", async () => {
     const { token } = await h.login("getter");
     const [id] = token.split(".");

@@ -96,4 +96,23 @@ describe("login secrets are per login (SECURITY.md C11)", () => {
     });
     expect((await injectInto(victim, url, code)).status).toBe(200);
   });
+
+  it("never adopts a login-state cookie that names no login in progress: a planted or spent handle is replaced", async () => {
+    const LOGIN = "__Host-Http-login";
+    const agent = h.agent();
+    // A handle this BFF never issued (fixation: a cookie planted before the login).
+    agent.setCookie(h.origin, LOGIN, "planted-handle-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    await agent.startLogin(h.origin);
+    const issued = agent.cookie(h.origin, LOGIN);
+    expect(issued).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    // A second tab keeps the handle while its first login is still in progress.
+    await agent.startLogin(h.origin);
+    expect(agent.cookie(h.origin, LOGIN)).toBe(issued);
+    // Once every login of that handle has expired, the next login gets a fresh one.
+    h.clock.advance(600_000);
+    await agent.startLogin(h.origin);
+    const fresh = agent.cookie(h.origin, LOGIN);
+    expect(fresh).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(fresh).not.toBe(issued);
+  });
 });

@@ -19,13 +19,20 @@ describe("#validateIdTokenClaims (OIDC Core 3.1.3.7)", () => {
     ["an audience list without us", { aud: ["a", "b"] }],
     ["several audiences and another azp", { aud: ["client-1", "b"], azp: "b" }],
     ["an expired token", { exp: NOW / 1000 - 1 }],
+    ["a token expiring this very second", { exp: NOW / 1000 }],
     ["no exp", { exp: undefined }],
     ["a wrong nonce", { nonce: "n-456" }],
     ["no nonce", { nonce: undefined }],
     ["no subject", { sub: "" }],
     ["a numeric subject", { sub: 42 }],
+    ["a subject of 256 characters", { sub: "s".repeat(256) }],
   ])("refuses %s", (_name, change) => {
     expect(() => validateIdTokenClaims({ ...good, ...change }, expected)).toThrow(ProviderError);
+  });
+
+  it("accepts a subject of 255 characters and a token one second from expiry (the bounds themselves)", () => {
+    expect(validateIdTokenClaims({ ...good, sub: "s".repeat(255) }, expected).subject).toHaveLength(255);
+    expect(validateIdTokenClaims({ ...good, exp: NOW / 1000 + 1 }, expected).subject).toBe("user-9");
   });
 
   it.each([null, "claims", 42, []])("refuses non-object claims %j", (claims) => {
