@@ -272,12 +272,20 @@ export async function forwardRequest(c: Context<AppEnv>, options: ForwardOptions
   }
   c.var.finishHeaders(answer);
   answer.set(REQUEST_ID_HEADER, c.var.requestId);
+  if (c.req.method === "HEAD") {
+    // Hono answers HEAD by dispatching GET and wrapping what the handler returned in a new
+    // Response, which loses @hono/node-server's marker for an answer already written: it
+    // would write the head a second time, fail, and destroy the browser's kept-alive
+    // connection. A HEAD answer has no body (Node reads none, whatever its Content-Length
+    // says), so it is returned for Hono to write.
+    exchange.finishHead(upstream);
+    return new Response(null, { status, headers: answer });
+  }
   const flat: string[] = [];
   for (const [name, value] of answer) flat.push(name, value);
   outgoing.writeHead(status, flat);
-  // Streamed back as it arrives; never buffered whole. A HEAD answer has no body to pipe
-  // (Node reads none), whatever its Content-Length says.
-  exchange.stream(upstream, c.req.method === "HEAD");
+  // Streamed back as it arrives; never buffered whole.
+  exchange.stream(upstream);
   // Hono writes nothing more: the answer is on its way (@hono/node-server's marker, one
   // shared object, whose headers the middleware after us may set but nothing sends). The
   // status is for the middleware that reads it (metrics).
@@ -289,6 +297,9 @@ export async function forwardRequest(c: Context<AppEnv>, options: ForwardOptions
 const AGENT_OPTIONS = { keepAlive: true, timeout: 4_000, scheduling: "lifo" } as const;
 const agents = { "http:": new HttpAgent(AGENT_OPTIONS), "https:": new HttpsAgent(AGENT_OPTIONS) };
 /** Methods that may be sent again when a pooled socket turns out to have been closed by the upstream (RFC 9110 9.2.2). */
+// Stryker: equivalent (removing "OPTIONS") — no route carries OPTIONS to the relay: an /api
+// route's methods are a subset of GET, HEAD, POST, PUT, PATCH, DELETE (upstreams.ts refuses
+// any other), and polling routes take GET and POST only.
 const IDEMPOTENT = new Set(["GET", "HEAD", "PUT", "DELETE", "OPTIONS"]);
 
 /**
@@ -346,16 +357,17 @@ class Exchange {
   }
 
   /** Pipes the answer to the browser; the timer keeps running until it is complete. */
-  stream(upstream: IncomingMessage, head: boolean): void {
+  stream(upstream: IncomingMessage): void {
     upstream.once("error", () => this.end(new Error("the upstream's answer broke off")));
     upstream.once("end", () => clearTimeout(this.timer));
     this.outgoing.once("finish", () => this.settle());
-    if (head) {
-      upstream.resume();
-      this.outgoing.end();
-      return;
-    }
     upstream.pipe(this.outgoing);
+  }
+
+  /** A HEAD answer: its head is all there is, so the exchange is over. */
+  finishHead(upstream: IncomingMessage): void {
+    upstream.resume();
+    this.settle();
   }
 
   private readonly onClientClose = (): void => {
