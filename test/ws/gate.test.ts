@@ -313,6 +313,26 @@ describe("upgrades waiting for the backend count as the session's sockets", () =
     upgrade.socket.destroy();
   });
 
+  // What a pending upgrade answers when the registry closes it for a reason other than a
+  // session end: a server shutting down (1001, or a terminate) is a 503, anything else a 502.
+  it.each<[string, (h: Harness, sessionId: string) => unknown, string]>([
+    ["shutdown's close (1001)", (hh) => hh.bff.registry.closeAll(1001, "server shutting down", { graceMs: 50 }), "HTTP/1.1 503 Service Unavailable"],
+    ["shutdown's terminate", (hh) => hh.bff.registry.terminateAll(), "HTTP/1.1 503 Service Unavailable"],
+    ["any other close code", (hh, sessionId) => hh.bff.registry.closeSession(sessionId, 4000, "cancelled"), "HTTP/1.1 502 Bad Gateway"],
+  ])("refuses an upgrade still waiting for the backend on %s, and drops the backend attempt", async (_name, close, statusLine) => {
+    const { token } = await h.login("pending-closed");
+    const held = backend.held.length;
+    const upgrade = startUpgrade(token, await mintTicket(h, token));
+    await until(() => backend.held.length === held + 1, "the upgrade at the backend");
+    const attempt = backend.held[held];
+    await close(h, token.split(".")[0] ?? "");
+    expect(await upgrade.status).toBe(statusLine);
+    await until(() => attempt?.destroyed === true || attempt?.readableEnded === true, "the backend attempt dropped");
+    expect(h.bff.registry.size).toBe(0);
+    backend.release();
+    upgrade.socket.destroy();
+  });
+
   it("holds WS_MAX_SOCKETS_PER_SESSION for upgrades made in parallel", async () => {
     const { token } = await h.login("parallel-cap");
     const tickets = await Promise.all(Array.from({ length: 6 }, () => mintTicket(h, token)));
