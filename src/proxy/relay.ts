@@ -253,6 +253,8 @@ export async function forwardRequest(c: Context<AppEnv>, options: ForwardOptions
     refuse(502, "upstream_unreachable", "The upstream could not be reached.");
   }
 
+  // Stryker: equivalent (the `?? 502`) — an IncomingMessage from a ClientRequest's
+  // 'response' event always has its statusCode; the fallback only satisfies the type.
   const status = upstream.statusCode ?? 502;
   const answer = new Headers();
   const upstreamConnectionListed = listedInConnection(headerValue(upstream.headers.connection));
@@ -397,6 +399,9 @@ class Exchange {
 
 function headerValue(value: string | string[] | undefined): string | null {
   if (value === undefined) return null;
+  // Stryker: equivalent (the array branch) — it is read for `connection` and `location` only,
+  // which Node never gives as arrays: it joins repeated Connection fields with ", " and keeps
+  // the first Location.
   return Array.isArray(value) ? value.join(", ") : value;
 }
 
@@ -413,6 +418,8 @@ export function playerAssertion(signer: AssertionSigner, session: Session, accou
 /** Header names listed in `Connection` (RFC 9110 7.6.1): hop-by-hop for this one message. */
 function listedInConnection(value: string | null): Set<string> {
   if (value === null) return new Set();
+  // Stryker: equivalent (the filter) — an empty name is no header's name, so keeping it
+  // strips nothing more.
   return new Set(value.split(",").map((name) => name.trim().toLowerCase()).filter((name) => name !== ""));
 }
 
@@ -435,6 +442,8 @@ async function providerToken(refresher: TokenRefresher, provider: string, sessio
  * The cost is at most 1 MiB of memory per request in flight, which the connection cap bounds.
  */
 async function readBoundedBody(c: Context<AppEnv>): Promise<Uint8Array<ArrayBuffer> | undefined> {
+  // Stryker: equivalent (either method test alone) — @hono/node-server builds a GET's or a
+  // HEAD's Request with no body, so `body === null` answers the same for them.
   if (c.req.method === "GET" || c.req.method === "HEAD" || c.req.raw.body === null) return undefined;
   const declared = Number(c.req.header("content-length") ?? "0");
   if (declared > BODY_LIMIT) refuse(413, "too_large", "The request body is larger than 1 MiB.", { connection: "close" });
