@@ -345,3 +345,32 @@ describe("upgrades waiting for the backend count as the session's sockets", () =
     for (const u of upgrades) u.socket.destroy();
   });
 });
+
+/** SECURITY.md A4: a WebSocket upgrade is the player's activity, so it slides the idle timeout (throttled like any request). */
+describe("an upgrade slides its session", () => {
+  let backend: RecordingBackend;
+  let h: Harness;
+  beforeAll(async () => {
+    backend = await startRecordingBackend();
+    h = await startHarness({ env: { GAME_BACKEND_URL: backend.url, SESSION_IDLE_TIMEOUT_SECONDS: "120" } });
+  });
+  afterAll(async () => {
+    await h.close();
+    await backend.close();
+  });
+
+  it("keeps a session alive past the idle timeout counted from its last request before the upgrade", async () => {
+    const { token } = await h.login("slider");
+    // Within the 60 s throttle of the login's write: minting the ticket slides nothing.
+    h.clock.advance(50_000);
+    const ticket = await mintTicket(h, token);
+    // 70 s after the last write, inside the ticket's 30 s: the upgrade's slide is written.
+    h.clock.advance(20_000);
+    const ws = await openSocket(h, ticket, { token });
+    ws.close();
+    // 130 s after login (past the 120 s idle timeout), 60 s after the upgrade.
+    h.clock.advance(60_000);
+    const me = await fetch(`${h.origin}/auth/me`, { headers: { cookie: `__Host-Http-session=${token}`, ...h.csrf() } });
+    expect(me.status).toBe(200);
+  });
+});
