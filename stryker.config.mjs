@@ -9,7 +9,7 @@ export const modules = {
   registry: { mutate: ["src/ws/registry.ts"], tests: ["test/ws/registry*.test.ts"] },
   audit: { mutate: ["src/audit/**/*.ts"], tests: ["test/audit/**/*.test.ts"] },
   gate: { mutate: ["src/ws/gate.ts"], tests: ["test/ws/gate*.test.ts", "test/http/rate-limit-session.test.ts", "test/ws/routes.test.ts", "test/hostile/redos.test.ts"] },
-  "api-relay": { mutate: ["src/proxy/relay.ts"], tests: ["test/proxy/relay.test.ts", "test/proxy/relay-headers.test.ts", "test/proxy/upstreams.test.ts"] },
+  "api-relay": { mutate: ["src/proxy/relay.ts"], tests: ["test/proxy/relay*.test.ts", "test/proxy/upstreams.test.ts"] },
   auth: { mutate: ["src/auth/**/*.ts"], tests: ["test/auth/**/*.test.ts", "test/hostile/fuzz.test.ts"] },
 };
 

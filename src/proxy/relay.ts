@@ -253,6 +253,8 @@ export async function forwardRequest(c: Context<AppEnv>, options: ForwardOptions
     refuse(502, "upstream_unreachable", "The upstream could not be reached.");
   }
 
+  // Stryker: equivalent (the `?? 502`) — an IncomingMessage from a ClientRequest's
+  // 'response' event always has its statusCode; the fallback only satisfies the type.
   const status = upstream.statusCode ?? 502;
   const answer = new Headers();
   const upstreamConnectionListed = listedInConnection(headerValue(upstream.headers.connection));
@@ -272,12 +274,20 @@ export async function forwardRequest(c: Context<AppEnv>, options: ForwardOptions
   }
   c.var.finishHeaders(answer);
   answer.set(REQUEST_ID_HEADER, c.var.requestId);
+  if (c.req.method === "HEAD") {
+    // Hono answers HEAD by dispatching GET and wrapping what the handler returned in a new
+    // Response, which loses @hono/node-server's marker for an answer already written: it
+    // would write the head a second time, fail, and destroy the browser's kept-alive
+    // connection. A HEAD answer has no body (Node reads none, whatever its Content-Length
+    // says), so it is returned for Hono to write.
+    exchange.finishHead(upstream);
+    return new Response(null, { status, headers: answer });
+  }
   const flat: string[] = [];
   for (const [name, value] of answer) flat.push(name, value);
   outgoing.writeHead(status, flat);
-  // Streamed back as it arrives; never buffered whole. A HEAD answer has no body to pipe
-  // (Node reads none), whatever its Content-Length says.
-  exchange.stream(upstream, c.req.method === "HEAD");
+  // Streamed back as it arrives; never buffered whole.
+  exchange.stream(upstream);
   // Hono writes nothing more: the answer is on its way (@hono/node-server's marker, one
   // shared object, whose headers the middleware after us may set but nothing sends). The
   // status is for the middleware that reads it (metrics).
@@ -289,6 +299,9 @@ export async function forwardRequest(c: Context<AppEnv>, options: ForwardOptions
 const AGENT_OPTIONS = { keepAlive: true, timeout: 4_000, scheduling: "lifo" } as const;
 const agents = { "http:": new HttpAgent(AGENT_OPTIONS), "https:": new HttpsAgent(AGENT_OPTIONS) };
 /** Methods that may be sent again when a pooled socket turns out to have been closed by the upstream (RFC 9110 9.2.2). */
+// Stryker: equivalent (removing "OPTIONS") — no route carries OPTIONS to the relay: an /api
+// route's methods are a subset of GET, HEAD, POST, PUT, PATCH, DELETE (upstreams.ts refuses
+// any other), and polling routes take GET and POST only.
 const IDEMPOTENT = new Set(["GET", "HEAD", "PUT", "DELETE", "OPTIONS"]);
 
 /**
@@ -346,16 +359,17 @@ class Exchange {
   }
 
   /** Pipes the answer to the browser; the timer keeps running until it is complete. */
-  stream(upstream: IncomingMessage, head: boolean): void {
+  stream(upstream: IncomingMessage): void {
     upstream.once("error", () => this.end(new Error("the upstream's answer broke off")));
     upstream.once("end", () => clearTimeout(this.timer));
     this.outgoing.once("finish", () => this.settle());
-    if (head) {
-      upstream.resume();
-      this.outgoing.end();
-      return;
-    }
     upstream.pipe(this.outgoing);
+  }
+
+  /** A HEAD answer: its head is all there is, so the exchange is over. */
+  finishHead(upstream: IncomingMessage): void {
+    upstream.resume();
+    this.settle();
   }
 
   private readonly onClientClose = (): void => {
@@ -385,6 +399,9 @@ class Exchange {
 
 function headerValue(value: string | string[] | undefined): string | null {
   if (value === undefined) return null;
+  // Stryker: equivalent (the array branch) — it is read for `connection` and `location` only,
+  // which Node never gives as arrays: it joins repeated Connection fields with ", " and keeps
+  // the first Location.
   return Array.isArray(value) ? value.join(", ") : value;
 }
 
@@ -401,6 +418,8 @@ export function playerAssertion(signer: AssertionSigner, session: Session, accou
 /** Header names listed in `Connection` (RFC 9110 7.6.1): hop-by-hop for this one message. */
 function listedInConnection(value: string | null): Set<string> {
   if (value === null) return new Set();
+  // Stryker: equivalent (the filter) — an empty name is no header's name, so keeping it
+  // strips nothing more.
   return new Set(value.split(",").map((name) => name.trim().toLowerCase()).filter((name) => name !== ""));
 }
 
@@ -423,6 +442,8 @@ async function providerToken(refresher: TokenRefresher, provider: string, sessio
  * The cost is at most 1 MiB of memory per request in flight, which the connection cap bounds.
  */
 async function readBoundedBody(c: Context<AppEnv>): Promise<Uint8Array<ArrayBuffer> | undefined> {
+  // Stryker: equivalent (either method test alone) — @hono/node-server builds a GET's or a
+  // HEAD's Request with no body, so `body === null` answers the same for them.
   if (c.req.method === "GET" || c.req.method === "HEAD" || c.req.raw.body === null) return undefined;
   const declared = Number(c.req.header("content-length") ?? "0");
   if (declared > BODY_LIMIT) refuse(413, "too_large", "The request body is larger than 1 MiB.", { connection: "close" });

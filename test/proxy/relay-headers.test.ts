@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startHarness, type Harness } from "../fixtures/harness";
 import { startRecordingUpstream, type RecordingUpstream } from "../fixtures/http-upstream";
@@ -39,6 +40,116 @@ describe("/api relay: headers a browser must not choose (SECURITY.md I42)", () =
       expect(seen[name], name).toBeUndefined();
     }
     expect(seen["x-game-ip-note"]).toBe("kept: ip is not its last word");
+  });
+
+  it("strips every hop-by-hop and framing header, those named in Connection whatever their case, and Accept-Encoding", async () => {
+    const { request } = await import("node:http");
+    const url = new URL(h.origin);
+    const before = upstream.requests.length;
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(
+        {
+          host: url.hostname,
+          port: url.port,
+          method: "POST",
+          path: "/api/game/score",
+          headers: {
+            cookie: `__Host-Http-session=${token}`,
+            ...h.csrf(),
+            connection: "keep-alive, X-Private-Hop",
+            "x-private-hop": "secret",
+            "proxy-authenticate": "Basic realm=x",
+            "proxy-connection": "keep-alive",
+            trailer: "x-checksum",
+            upgrade: "h2c",
+            "accept-encoding": "gzip, br",
+            "transfer-encoding": "chunked",
+            "content-type": "application/json",
+          },
+        },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
+      req.on("error", reject);
+      // Two chunks: the browser's body arrives chunked, with no Content-Length.
+      req.write('{"score":');
+      req.end("1}");
+    });
+    expect(status).toBe(200);
+    const seen = upstream.requests.slice(before);
+    expect(seen).toHaveLength(1);
+    const headers = seen[0]?.headers ?? {};
+    for (const name of ["x-private-hop", "proxy-authenticate", "proxy-connection", "trailer", "upgrade", "accept-encoding", "transfer-encoding"]) {
+      expect(headers[name], name).toBeUndefined();
+    }
+    expect(headers.connection ?? "").not.toMatch(/private-hop/i);
+    // The body was read whole: the upstream gets it with its length, not the browser's framing.
+    expect(headers["content-length"]).toBe("11");
+    expect(seen[0]?.body.toString()).toBe('{"score":1}');
+  });
+
+  it("never passes a bodiless request's Content-Length on: a GET's body is not relayed, so its length must not be", async () => {
+    const { connect } = await import("node:net");
+    const url = new URL(h.origin);
+    const before = upstream.requests.length;
+    const answer = await new Promise<string>((resolve) => {
+      const socket = connect(Number(url.port), url.hostname);
+      let received = "";
+      socket.setEncoding("latin1");
+      socket.on("connect", () => {
+        const csrf = Object.entries(h.csrf()).map(([n, v]) => `${n}: ${v}\r\n`).join("");
+        socket.write(`GET /api/game/profile HTTP/1.1\r\nHost: ${url.host}\r\nCookie: __Host-Http-session=${token}\r\n${csrf}Content-Length: 5\r\nConnection: close\r\n\r\nhello`);
+      });
+      socket.on("data", (chunk: string) => {
+        received += chunk;
+      });
+      socket.on("error", () => resolve(received));
+      socket.on("close", () => resolve(received));
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+    const seen = upstream.requests.slice(before);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]?.headers["content-length"]).toBeUndefined();
+    expect(seen[0]?.body.length).toBe(0);
+  });
+
+  // What only the upstream's own connection may carry, and what would act on our origin.
+  const answerHeaders: [string, string][] = [
+    ["proxy-authenticate", "Basic realm=upstream"],
+    ["proxy-connection", "keep-alive"],
+    ["trailer", "x-checksum"],
+    ["upgrade", "h2c"],
+    ["te", "trailers"],
+    ["set-cookie2", "upstream=1"],
+    ["strict-transport-security", "max-age=0"],
+    ["critical-ch", "Sec-CH-UA-Platform-Version"],
+  ];
+  it.each(answerHeaders)("never lets the upstream's %s reach the browser", async (name, value) => {
+    const path = `/api/game/answer-${name}`;
+    const setHeader = (req: IncomingMessage, res: ServerResponse): void => {
+      if (req.url === path) res.setHeader(name, value);
+    };
+    upstream.server.prependListener("request", setHeader);
+    try {
+      const { request } = await import("node:http");
+      const url = new URL(h.origin);
+      const raw = await new Promise<string[]>((resolve, reject) => {
+        const req = request({ host: url.hostname, port: url.port, path, headers: { cookie: `__Host-Http-session=${token}`, ...h.csrf() } }, (res) => {
+          res.resume();
+          expect(res.statusCode).toBe(200);
+          resolve(res.rawHeaders);
+        });
+        req.on("error", reject);
+        req.end();
+      });
+      const names = raw.filter((_, i) => i % 2 === 0).map((n) => n.toLowerCase());
+      expect(names).toContain("x-upstream");
+      expect(names).not.toContain(name);
+    } finally {
+      upstream.server.off("request", setHeader);
+    }
   });
 });
 

@@ -313,6 +313,26 @@ describe("upgrades waiting for the backend count as the session's sockets", () =
     upgrade.socket.destroy();
   });
 
+  // What a pending upgrade answers when the registry closes it for a reason other than a
+  // session end: a server shutting down (1001, or a terminate) is a 503, anything else a 502.
+  it.each<[string, (h: Harness, sessionId: string) => unknown, string]>([
+    ["shutdown's close (1001)", (hh) => hh.bff.registry.closeAll(1001, "server shutting down", { graceMs: 50 }), "HTTP/1.1 503 Service Unavailable"],
+    ["shutdown's terminate", (hh) => hh.bff.registry.terminateAll(), "HTTP/1.1 503 Service Unavailable"],
+    ["any other close code", (hh, sessionId) => hh.bff.registry.closeSession(sessionId, 4000, "cancelled"), "HTTP/1.1 502 Bad Gateway"],
+  ])("refuses an upgrade still waiting for the backend on %s, and drops the backend attempt", async (_name, close, statusLine) => {
+    const { token } = await h.login("pending-closed");
+    const held = backend.held.length;
+    const upgrade = startUpgrade(token, await mintTicket(h, token));
+    await until(() => backend.held.length === held + 1, "the upgrade at the backend");
+    const attempt = backend.held[held];
+    await close(h, token.split(".")[0] ?? "");
+    expect(await upgrade.status).toBe(statusLine);
+    await until(() => attempt?.destroyed === true || attempt?.readableEnded === true, "the backend attempt dropped");
+    expect(h.bff.registry.size).toBe(0);
+    backend.release();
+    upgrade.socket.destroy();
+  });
+
   it("holds WS_MAX_SOCKETS_PER_SESSION for upgrades made in parallel", async () => {
     const { token } = await h.login("parallel-cap");
     const tickets = await Promise.all(Array.from({ length: 6 }, () => mintTicket(h, token)));
@@ -323,5 +343,34 @@ describe("upgrades waiting for the backend count as the session's sockets", () =
     expect(lines.filter((l) => l.startsWith("HTTP/1.1 101"))).toHaveLength(4);
     expect(lines.filter((l) => l === "HTTP/1.1 429 Too Many Requests")).toHaveLength(2);
     for (const u of upgrades) u.socket.destroy();
+  });
+});
+
+/** SECURITY.md A4: a WebSocket upgrade is the player's activity, so it slides the idle timeout (throttled like any request). */
+describe("an upgrade slides its session", () => {
+  let backend: RecordingBackend;
+  let h: Harness;
+  beforeAll(async () => {
+    backend = await startRecordingBackend();
+    h = await startHarness({ env: { GAME_BACKEND_URL: backend.url, SESSION_IDLE_TIMEOUT_SECONDS: "120" } });
+  });
+  afterAll(async () => {
+    await h.close();
+    await backend.close();
+  });
+
+  it("keeps a session alive past the idle timeout counted from its last request before the upgrade", async () => {
+    const { token } = await h.login("slider");
+    // Within the 60 s throttle of the login's write: minting the ticket slides nothing.
+    h.clock.advance(50_000);
+    const ticket = await mintTicket(h, token);
+    // 70 s after the last write, inside the ticket's 30 s: the upgrade's slide is written.
+    h.clock.advance(20_000);
+    const ws = await openSocket(h, ticket, { token });
+    ws.close();
+    // 130 s after login (past the 120 s idle timeout), 60 s after the upgrade.
+    h.clock.advance(60_000);
+    const me = await fetch(`${h.origin}/auth/me`, { headers: { cookie: `__Host-Http-session=${token}`, ...h.csrf() } });
+    expect(me.status).toBe(200);
   });
 });
