@@ -2,6 +2,7 @@ import type { Writable } from "node:stream";
 import type { Clock } from "../clock";
 import { hmacSHA256 } from "../crypto/hash";
 import { addressGroup } from "../http/client-ip";
+import { RecentMap } from "../recent-map";
 import { RefusalAggregator } from "./aggregate";
 import { DEFAULT_MAX_QUEUED_BYTES, DropReporter, FileDestination, StreamDestination, type AuditDestination } from "./destination";
 
@@ -146,16 +147,12 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
 
   // A session's reference is the same on every line: computed once per session while it is
   // among the most recent (an HMAC per line was a few percent of a connection setup, issue 14).
-  const sessionRefs = new Map<string, string>();
+  const sessionRefs = new RecentMap<string, string>(SESSION_REFS_KEPT);
   function sessionRef(sessionId: string): string {
     const known = sessionRefs.get(sessionId);
     if (known !== undefined) return known;
     const ref = hmacSHA256(options.hashKey, sessionId).subarray(0, 12).toString("base64url");
     sessionRefs.set(sessionId, ref);
-    if (sessionRefs.size > SESSION_REFS_KEPT) {
-      const oldest = sessionRefs.keys().next().value;
-      if (oldest !== undefined) sessionRefs.delete(oldest);
-    }
     return ref;
   }
 

@@ -7,6 +7,7 @@ import { constantTimeEqual, sha256 } from "../crypto/hash";
 import { randomToken } from "../crypto/random";
 import type { Database } from "../db/database";
 import { sessions, type SessionRow } from "../db/schema";
+import { RecentMap } from "../recent-map";
 import type { SessionEndReason, SessionEvents } from "./session-events";
 
 /** A validated, live session. Provider tokens are not part of it: see {@link SessionStore.readTokens}. */
@@ -84,7 +85,7 @@ export class SessionStore {
   private revoker: GrantRevoker | null = null;
   private readonly revocations = new Set<Promise<void>>();
   /** The exact ciphertexts that authenticated, by session: see {@link checkTokens}. */
-  private readonly intact = new Map<string, string>();
+  private readonly intact = new RecentMap<string, string>(INTACT_ENTRIES);
   /** The ciphertexts in the row each validated session was read from (no second read for the check). */
   private readonly sealedAtValidation = new WeakMap<Session, string>();
 
@@ -317,12 +318,7 @@ export class SessionStore {
     this.cipher.open(row.accessToken, associatedData(sessionId, "access_token"));
     this.openOptional(row.refreshToken, sessionId, "refresh_token");
     this.openOptional(row.idToken, sessionId, "id_token");
-    this.intact.delete(sessionId);
     this.intact.set(sessionId, sealed);
-    if (this.intact.size > INTACT_ENTRIES) {
-      const oldest = this.intact.keys().next().value;
-      if (oldest !== undefined) this.intact.delete(oldest);
-    }
   }
 
   /** Opens the session's provider tokens. Throws {@link DecryptionError} on tampering. */

@@ -1,6 +1,7 @@
 import { createHash, createPrivateKey, createPublicKey, sign, type KeyObject } from "node:crypto";
 import type { Clock, RandomBytes } from "../clock";
 import type { NamedKey } from "../config";
+import { RecentMap } from "../recent-map";
 
 export interface AssertionClaims {
   /** The internal account id. */
@@ -62,7 +63,7 @@ export class AssertionSigner {
   private readonly keys: SigningKey[];
   private readonly jwksBody: string;
   /** Reusable assertions by their claims, in the order they were signed. */
-  private readonly reusable = new Map<string, { token: string; signedAt: number }>();
+  private readonly reusable = new RecentMap<string, { token: string; signedAt: number }>(REUSE_ENTRIES);
 
   constructor(
     seeds: NamedKey[],
@@ -102,12 +103,7 @@ export class AssertionSigner {
     const kept = this.reusable.get(key);
     if (kept !== undefined && now >= kept.signedAt && now - kept.signedAt < ASSERTION_REUSE_MS) return kept.token;
     const token = this.sign(claims);
-    this.reusable.delete(key);
     this.reusable.set(key, { token, signedAt: now });
-    if (this.reusable.size > REUSE_ENTRIES) {
-      const oldest = this.reusable.keys().next().value;
-      if (oldest !== undefined) this.reusable.delete(oldest);
-    }
     return token;
   }
 
