@@ -297,7 +297,10 @@ export async function forwardRequest(c: Context<AppEnv>, options: ForwardOptions
 
 /** Keep-alive pools to the upstreams, one per scheme; idle sockets close after 4 s, before Node's 5 s server default does. */
 const AGENT_OPTIONS = { keepAlive: true, timeout: 4_000, scheduling: "lifo" } as const;
-const agents = { "http:": new HttpAgent(AGENT_OPTIONS), "https:": new HttpsAgent(AGENT_OPTIONS) };
+const transports = {
+  "http:": { agent: new HttpAgent(AGENT_OPTIONS), request: httpRequest },
+  "https:": { agent: new HttpsAgent(AGENT_OPTIONS), request: httpsRequest },
+};
 /** Methods that may be sent again when a pooled socket turns out to have been closed by the upstream (RFC 9110 9.2.2). */
 // Stryker: equivalent (removing "OPTIONS") — no route carries OPTIONS to the relay: an /api
 // route's methods are a subset of GET, HEAD, POST, PUT, PATCH, DELETE (upstreams.ts refuses
@@ -337,8 +340,8 @@ class Exchange {
         reject(new Error("ended before it was sent"));
         return;
       }
-      const agent = url.protocol === "https:" ? agents["https:"] : agents["http:"];
-      const request = (url.protocol === "https:" ? httpsRequest : httpRequest)(url, { ...init, agent });
+      const transport = url.protocol === "https:" ? transports["https:"] : transports["http:"];
+      const request = transport.request(url, { ...init, agent: transport.agent });
       this.request = request;
       this.fail.push(reject);
       request.once("response", (upstream) => {
@@ -346,8 +349,8 @@ class Exchange {
         resolve(upstream);
       });
       request.once("error", (error: NodeJS.ErrnoException) => {
-        // A pooled socket the upstream closed just before we wrote on it: nothing reached
-        // it, so an idempotent request goes once more, on a fresh socket.
+        // A pooled socket the upstream closed as the request went out: an idempotent
+        // request (RFC 9110 9.2.2) may be sent once more, on a fresh socket.
         if (request.reusedSocket && error.code === "ECONNRESET" && !retried && IDEMPOTENT.has(init.method) && this.upstream === undefined) {
           this.send(url, init, body, true).then(resolve, reject);
           return;
