@@ -18,6 +18,7 @@ import { createTestDatabase, dropTestDatabase } from "../test/store/engines";
 import { forkChild, HarnessError, LoadgenClient, stopChild } from "./children";
 import { LOADGEN_LIMITS, type Credentials, type Result, type Scenario, type Target } from "./protocol";
 import { median } from "./report";
+import { cpuMs } from "./system";
 
 export type Engine = "sqlite" | "postgres";
 export const ENGINES: readonly Engine[] = ["sqlite", "postgres"];
@@ -80,6 +81,8 @@ export async function compareStores(
     setup: row(`connection setups/s on one node, ${plan.setupParallel} in parallel (ticket request + upgrade)`, "higher"),
     http: row(`GET ${plan.apiPath} requests/s on one node, ${plan.httpConcurrency} concurrent, keep-alive`, "higher"),
     httpP99: row(`GET ${plan.apiPath} p99 (ms), same`, "lower"),
+    setupCpu: row("node CPU µs per connection setup (node 0's user + system time / setups; the database server's is not in it)", "lower"),
+    httpCpu: row(`node CPU µs per GET ${plan.apiPath}, same`, "lower"),
     fanoutP50: row(`revocation fan-out p50 (ms): logout answered by node A → 4401 on node B's socket, ${plan.fanoutSamples} logouts`, "lower", true),
     fanoutP99: row(`revocation fan-out p99 (ms), same`, "lower", true),
   };
@@ -120,9 +123,15 @@ export async function compareStores(
       "SQLite and PostgreSQL: each engine's Portcullis runs as `npm run cluster` starts it (node processes, the demo game backend), SQLite with one node, PostgreSQL with two on one database; the load goes to node 0 of each directly. Its absolute figures are not comparable with the table above (another backend, the development configuration); the ratio is the point.",
     );
 
-    const attempt = async (label: string, engine: Engine, scenario: Scenario): Promise<Result | null> => {
+    const attempt = async (label: string, engine: Engine, scenario: Scenario, cpu?: StoreRow): Promise<Result | null> => {
       try {
+        const pid = clusters[engine]?.nodes[0]?.process.pid;
+        const cpuBefore = pid === undefined ? null : cpuMs(pid);
         const result = await loadgen.run(scenario, budget(scenario));
+        const cpuAfter = pid === undefined ? null : cpuMs(pid);
+        if (cpu !== undefined && cpuBefore !== null && cpuAfter !== null && result.count > 0) {
+          cpu.values[engine].push(((cpuAfter - cpuBefore) * 1000) / result.count);
+        }
         if (result.count === 0) throw new HarnessError(`no ${scenario.kind} completed${result.firstError === undefined ? "" : `: ${result.firstError}`}`);
         if (result.errors > 0) log(`  ${label} / ${engine}: ${result.errors} errors (${result.firstError ?? "?"})`);
         return result;
@@ -144,9 +153,9 @@ export async function compareStores(
         const player = players[engine];
         if (player === undefined) continue;
         await loadgen.send({ type: "init", credentials: player.credentials }, 10_000);
-        const setup = await attempt("store setup", engine, { kind: "setup", target: player.target, parallel: plan.setupParallel, ms: plan.setupMs });
+        const setup = await attempt("store setup", engine, { kind: "setup", target: player.target, parallel: plan.setupParallel, ms: plan.setupMs }, rows.setupCpu);
         if (setup?.perSecond !== undefined) rows.setup.values[engine].push(setup.perSecond);
-        const http = await attempt("store http", engine, { kind: "http", target: player.target, concurrency: plan.httpConcurrency, path: plan.apiPath, ms: plan.httpMs });
+        const http = await attempt("store http", engine, { kind: "http", target: player.target, concurrency: plan.httpConcurrency, path: plan.apiPath, ms: plan.httpMs }, rows.httpCpu);
         if (http?.perSecond !== undefined) rows.http.values[engine].push(http.perSecond);
         if (http?.p99 !== undefined) rows.httpP99.values[engine].push(http.p99);
       }

@@ -62,6 +62,12 @@ export const ID_BYTES = 16;
 // SHA-256 is stored, so a copy of the database cannot be turned into a cookie (ASVS 7.2.3).
 export const SECRET_BYTES = 25;
 export const TOKEN_PATTERN = /^([a-z2-7]{26})\.([a-z2-7]{40})$/;
+
+/** The id and secret of a cookie token `id.secret`; null when it is not one. */
+export function parseToken(token: string): { id: string; secret: string } | null {
+  const match = TOKEN_PATTERN.exec(token);
+  return match === null ? null : { id: match[1] as string, secret: match[2] as string };
+}
 // ASVS 7.3.1 wants idle expiry; writing last_seen_at on every request would turn every read
 // into a write, so the sliding window moves at most once a minute per session.
 export const SLIDE_THROTTLE_MS = 60_000;
@@ -69,13 +75,55 @@ export const USER_AGENT_MAX = 256;
 
 export type TokenField = "access_token" | "refresh_token" | "id_token";
 
+/** Sessions whose checked ciphertexts are remembered at most; the oldest go first. */
+const INTACT_ENTRIES = 10_000;
+
+/** A session row's sealed provider tokens. */
+type SealedRow = { accessToken: string | null; refreshToken: string | null; idToken: string | null };
+
+/**
+ * The tamper check of both engines' `checkTokens` (SECURITY.md D17), for routes that send no
+ * provider token. AES-GCM over the same ciphertext and associated data answers the same every
+ * time, so the exact ciphertexts that passed once are remembered (ciphertext only, never a
+ * plaintext) and only a changed one is opened again: three decryptions per /api request cost
+ * a tenth of the relay's CPU (issue 14). The row a request's session was validated from is
+ * remembered with the session, so an unchanged one needs no second read.
+ */
+export class TokenTamperCheck {
+  /** The exact ciphertexts that authenticated, by session. */
+  private readonly intact = new RecentMap<string, string>(INTACT_ENTRIES);
+  /** The ciphertexts in the row each validated session was read from. */
+  private readonly sealedAtValidation = new WeakMap<Session, string>();
+
+  constructor(private readonly cipher: TokenCipher) {}
+
+  /** `session` was validated from `row`. */
+  validated(session: Session, row: SealedRow): void {
+    this.sealedAtValidation.set(session, sealedTokens(row));
+  }
+
+  /** True when the row `session` was validated from holds ciphertexts that passed before: nothing to read or open. */
+  passedAtValidation(session: Session): boolean {
+    const seen = this.sealedAtValidation.get(session);
+    return seen !== undefined && this.intact.get(session.id) === seen;
+  }
+
+  /** Opens `row`'s tokens unless these exact ciphertexts passed before; throws {@link DecryptionError} on tampering. */
+  verify(sessionId: string, row: SealedRow): void {
+    if (row.accessToken === null) return;
+    const sealed = sealedTokens(row);
+    if (this.intact.get(sessionId) === sealed) return;
+    this.cipher.open(row.accessToken, associatedData(sessionId, "access_token"));
+    if (row.refreshToken !== null) this.cipher.open(row.refreshToken, associatedData(sessionId, "refresh_token"));
+    if (row.idToken !== null) this.cipher.open(row.idToken, associatedData(sessionId, "id_token"));
+    this.intact.set(sessionId, sealed);
+  }
+}
+
 /**
  * Server-side sessions (Copenhagen Book; Lucia's `validateSessionToken`). Unknown, expired or
  * forged tokens are expected outcomes and return null; a broken database throws.
  */
-/** Sessions whose checked ciphertexts are remembered at most; the oldest go first. */
-const INTACT_ENTRIES = 10_000;
-
 export class SessionStore {
   private readonly selectById: Statement<[string], SessionRow | undefined>;
   private readonly touchStatement: Statement<[{ at: number; id: string; throttle: number; idle: number }]>;
@@ -84,10 +132,7 @@ export class SessionStore {
   private readonly absoluteMs: number;
   private revoker: GrantRevoker | null = null;
   private readonly revocations = new Set<Promise<void>>();
-  /** The exact ciphertexts that authenticated, by session: see {@link checkTokens}. */
-  private readonly intact = new RecentMap<string, string>(INTACT_ENTRIES);
-  /** The ciphertexts in the row each validated session was read from (no second read for the check). */
-  private readonly sealedAtValidation = new WeakMap<Session, string>();
+  private readonly tamperCheck: TokenTamperCheck;
 
   constructor(
     private readonly db: Database,
@@ -100,6 +145,7 @@ export class SessionStore {
   ) {
     this.idleMs = options.idleTimeoutSeconds * 1000;
     this.absoluteMs = options.absoluteTimeoutSeconds * 1000;
+    this.tamperCheck = new TokenTamperCheck(cipher);
     // The session lookup is on every request and every upgrade: one prepared statement.
     this.selectById = db.sqlite.prepare(
       `SELECT id, account_id AS accountId, secret_hash AS secretHash, provider, created_at AS createdAt,
@@ -166,11 +212,11 @@ export class SessionStore {
    * The session a cookie names, or null. Slides the idle window unless `slide` is false.
    */
   validate(token: string, options: { slide: boolean }): Session | null {
-    const match = TOKEN_PATTERN.exec(token);
-    if (match === null) {
+    const parsed = parseToken(token);
+    if (parsed === null) {
       return null;
     }
-    const [, id, secret] = match as unknown as [string, string, string];
+    const { id, secret } = parsed;
     const row = this.selectById.get(id);
     if (row === undefined) {
       return null;
@@ -188,7 +234,7 @@ export class SessionStore {
       row.lastSeenAt = now;
     }
     const session = this.toSession(row);
-    this.sealedAtValidation.set(session, sealedTokens(row));
+    this.tamperCheck.validated(session, row);
     return session;
   }
 
@@ -299,26 +345,11 @@ export class SessionStore {
     await Promise.all([...this.revocations]);
   }
 
-  /**
-   * Throws {@link DecryptionError} when a stored provider token no longer authenticates
-   * (SECURITY.md D17), for routes that send none of them. AES-GCM over the same ciphertext
-   * and associated data answers the same every time, so the exact ciphertexts that passed
-   * once are remembered (ciphertext only, never a plaintext) and only a changed one is
-   * opened again: three decryptions per /api request cost a tenth of the relay's CPU (issue 14).
-   */
+  /** Throws {@link DecryptionError} when a stored provider token no longer authenticates (see {@link TokenTamperCheck}). */
   checkTokens(session: Session): void {
-    const sessionId = session.id;
-    // The row this request's validation read, or (for a session from elsewhere) a fresh read.
-    const seen = this.sealedAtValidation.get(session);
-    if (seen !== undefined && this.intact.get(sessionId) === seen) return;
-    const row = this.selectById.get(sessionId);
-    if (row === undefined || row.accessToken === null) return;
-    const sealed = sealedTokens(row);
-    if (this.intact.get(sessionId) === sealed) return;
-    this.cipher.open(row.accessToken, associatedData(sessionId, "access_token"));
-    this.openOptional(row.refreshToken, sessionId, "refresh_token");
-    this.openOptional(row.idToken, sessionId, "id_token");
-    this.intact.set(sessionId, sealed);
+    if (this.tamperCheck.passedAtValidation(session)) return;
+    const row = this.selectById.get(session.id);
+    if (row !== undefined) this.tamperCheck.verify(session.id, row);
   }
 
   /** Opens the session's provider tokens. Throws {@link DecryptionError} on tampering. */
@@ -443,7 +474,7 @@ export class SessionStore {
 }
 
 /** A session row's three token ciphertexts as one string, to compare with what passed before. */
-function sealedTokens(row: { accessToken: string | null; refreshToken: string | null; idToken: string | null }): string {
+function sealedTokens(row: SealedRow): string {
   return `${row.accessToken ?? ""} ${row.refreshToken ?? ""} ${row.idToken ?? ""}`;
 }
 
