@@ -10,6 +10,7 @@
 import { performance } from "node:perf_hooks";
 import { openEngine, type EngineName } from "../test/store/engines";
 import type { Store } from "../src/store/types";
+import { commandCpuMs } from "./system";
 
 const arg = (name: string, fallback: number): number => {
   const i = process.argv.indexOf(name);
@@ -58,6 +59,7 @@ async function measure(engine: EngineName): Promise<void> {
       for (const phase of ["warm", "measure"]) {
         let done = 0;
         const cpu = process.cpuUsage();
+        const server = commandCpuMs("postgres");
         const start = performance.now();
         const end = start + (phase === "warm" ? 300 : MS);
         await Promise.all(tokens.map(async (token) => {
@@ -65,8 +67,10 @@ async function measure(engine: EngineName): Promise<void> {
         }));
         const wall = performance.now() - start;
         const used = process.cpuUsage(cpu);
+        const serverAfter = commandCpuMs("postgres");
+        const serverNote = engine === "postgres" && server !== null && serverAfter !== null ? `, server ${(((serverAfter - server) * 1000) / done).toFixed(0)} µs/op` : "";
         if (phase === "measure") {
-          console.log(`${engine.padEnd(8)} ${name.padEnd(6)} ${(done / wall * 1000).toFixed(0).padStart(7)} ops/s  ${((used.user + used.system) / done).toFixed(0).padStart(5)} µs CPU/op in this process (user ${(used.user / done).toFixed(0)}, system ${(used.system / done).toFixed(0)})`);
+          console.log(`${engine.padEnd(8)} ${name.padEnd(6)} ${(done / wall * 1000).toFixed(0).padStart(7)} ops/s  ${((used.user + used.system) / done).toFixed(0).padStart(5)} µs CPU/op in this process (user ${(used.user / done).toFixed(0)}, system ${(used.system / done).toFixed(0)})${serverNote}`);
         }
       }
     }
