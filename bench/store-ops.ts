@@ -27,6 +27,15 @@ type Op = (store: Store, token: string) => Promise<void>;
 
 /** What `/api`, `POST /auth/ws-ticket` and an upgrade (and its close) ask of the store, in their order. */
 const ops: Record<string, Op> = {
+  issue: async (store, token) => {
+    await store.tickets.issue(token.slice(0, 26));
+  },
+  admitRelease: async (store, token) => {
+    const { ticket } = await store.tickets.issue(token.slice(0, 26));
+    const admission = await store.socketSlots.admit(ticket, token.slice(0, 26), 1_000_000);
+    if (admission.status !== "admitted") throw new Error(admission.status);
+    await store.socketSlots.release(admission.slot);
+  },
   api: async (store, token) => {
     if ((await store.sessions.authenticate(token, { slide: true })) === null) throw new Error("no session");
   },
