@@ -120,10 +120,10 @@ export function renderReport(rows: Row[], scaling: ScalePoint[], context: Report
       "|---|:-:|---:|---:|---:|---:|",
     );
     for (const row of context.stores) {
-      const sqlite = row.postgresOnly === true ? undefined : median(row.values.sqlite);
+      const sqlite = row.postgresOnly === undefined ? median(row.values.sqlite) : undefined;
       const postgres = median(row.values.postgres);
       lines.push(
-        `| ${row.label} | ${row.better === "higher" ? "↑" : "↓"} | ${row.postgresOnly === true ? "n/a (one node)" : formatFigure(sqlite)} | ${formatFigure(postgres)} | ${ratio(postgres, sqlite)} | ${roundRatios(row)} |`,
+        `| ${row.label} | ${row.better === "higher" ? "↑" : "↓"} | ${row.postgresOnly === undefined ? formatFigure(sqlite) : `n/a (${row.postgresOnly})`} | ${formatFigure(postgres)} | ${ratio(postgres, sqlite)} | ${roundRatios(row)} |`,
       );
     }
   }
@@ -137,7 +137,7 @@ export function renderReport(rows: Row[], scaling: ScalePoint[], context: Report
 /** The lowest and highest PostgreSQL / SQLite ratio of one round (engines paired by round); "—" without pairs. */
 function roundRatios(row: StoreRow): string {
   const { sqlite, postgres } = row.values;
-  if (row.postgresOnly === true || sqlite.length < 2 || sqlite.length !== postgres.length) return "—";
+  if (row.postgresOnly !== undefined || sqlite.length < 2 || sqlite.length !== postgres.length) return "—";
   const ratios = sqlite.map((s, i) => (postgres[i] as number) / s).filter((r) => Number.isFinite(r));
   if (ratios.length === 0) return "—";
   return `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}×`;
