@@ -183,6 +183,30 @@ describe("the /ws gate (CONTRACT.md, SECURITY.md E22–E25)", () => {
     expect(JSON.parse(body)).toEqual({ error: "origin", message: "origin not allowed" });
   });
 
+  it("closes a refused socket itself, even for a client that keeps its own side open (SECURITY.md H35)", async () => {
+    const url = new URL(h.origin);
+    // allowHalfOpen: the client does not answer the gate's FIN with its own, as a hostile one would not.
+    const socket = connect({ port: Number(url.port), host: url.hostname, allowHalfOpen: true });
+    let answer = "";
+    let gone = false;
+    socket.on("data", (chunk: Buffer) => (answer += chunk.toString("latin1")));
+    socket.on("error", () => (gone = true));
+    socket.on("close", () => (gone = true));
+    socket.write(`${upgradeLines(h, { protocols: "game.v1", origin: "https://evil.example" }).join("\r\n")}\r\n\r\n`);
+    await new Promise((resolve) => socket.once("end", resolve));
+    expect(answer).toMatch(/^HTTP\/1\.1 403 /);
+    // Bytes sent after the answer reach a socket the gate destroyed: the connection is reset.
+    // A gate that only ended its side would read them and keep the connection open.
+    try {
+      await until(() => {
+        if (!gone && socket.writable) socket.write("x");
+        return gone;
+      }, "the gate to close the refused connection");
+    } finally {
+      socket.destroy();
+    }
+  });
+
   it("refuses a subprotocol offered twice with 400, before the backend is asked", async () => {
     const { token } = await h.login("twice");
     const ticket = await mintTicket(h, token);
@@ -330,7 +354,8 @@ describe("upgrades waiting for the backend count as the session's sockets", () =
   // What a pending upgrade answers when the registry closes it for a reason other than a
   // session end: a server shutting down (1001, or a terminate) is a 503, anything else a 502.
   it.each<[string, (h: Harness, sessionId: string) => unknown, string, string, string]>([
-    ["shutdown's close (1001)", (hh) => hh.bff.registry.closeAll(1001, "server shutting down", { graceMs: 50 }), "HTTP/1.1 503 Service Unavailable", "unavailable", "server shutting down"],
+    // A grace far longer than the test's timeout: the closeAll returns once the pending upgrade has ended, not at the grace.
+    ["shutdown's close (1001)", (hh) => hh.bff.registry.closeAll(1001, "server shutting down", { graceMs: 60_000 }), "HTTP/1.1 503 Service Unavailable", "unavailable", "server shutting down"],
     ["shutdown's terminate", (hh) => hh.bff.registry.terminateAll(), "HTTP/1.1 503 Service Unavailable", "unavailable", "server shutting down"],
     ["any other close code", (hh, sessionId) => hh.bff.registry.closeSession(sessionId, 4000, "cancelled"), "HTTP/1.1 502 Bad Gateway", "backend_unavailable", "upgrade cancelled"],
   ])("refuses an upgrade still waiting for the backend on %s, and drops the backend attempt", async (_name, close, statusLine, error, reason) => {
@@ -339,11 +364,14 @@ describe("upgrades waiting for the backend count as the session's sockets", () =
     const upgrade = startUpgrade(token, await mintTicket(h, token));
     await until(() => backend.held.length === held + 1, "the upgrade at the backend");
     const attempt = backend.held[held];
+    const refusals = h.audit.named("ws.upgrade.refused").length;
     await close(h, token.split(".")[0] ?? "");
     expect(await upgrade.status).toBe(statusLine);
     // The error code in the body (CONTRACT.md) and the reason in the audit line (G32).
     expect(await upgrade.answer).toContain(`{"error":"${error}"`);
     expect(h.audit.named("ws.upgrade.refused").at(-1)).toMatchObject({ reason });
+    // Refused once: closeAll's close and then its terminate reach the same pending upgrade.
+    expect(h.audit.named("ws.upgrade.refused")).toHaveLength(refusals + 1);
     await until(() => attempt?.destroyed === true || attempt?.readableEnded === true, "the backend attempt dropped");
     expect(h.bff.registry.size).toBe(0);
     backend.release();
