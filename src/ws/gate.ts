@@ -125,6 +125,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       // 1. The path, the method, a well-formed upgrade offering the route's subprotocol.
       // Checked here as strictly as `ws` will check it at the handshake, so that a request we
       // let through to the backend is never one `ws` then refuses with the backend left open.
+      // Stryker: equivalent (`?? ""`) — Node sets url on every request it has parsed.
       const resolved = resolveWebSocketRoute(routes, req.url ?? "");
       if ("refusal" in resolved) {
         if (resolved.refusal === "bad_path") throw new Refusal(400, "bad_path", "path not allowed");
@@ -132,6 +133,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       }
       const { route, url: backendURL } = resolved;
       // Node hands an upgrade a net.Socket (a TLSSocket behind TLS); the relay needs one.
+      // Stryker: not reached by a test — Node hands an upgrade a net.Socket (a TLSSocket under TLS).
       if (!(socket instanceof Socket)) throw new Refusal(400, "bad_upgrade", "not a socket");
       if (req.method !== "GET") throw new Refusal(405, "method_not_allowed", "method");
       // Rate limit before any header is parsed (SECURITY.md I37) and before any database
@@ -139,6 +141,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       // number of times.
       const rate = upgradeLimiter.take(`ip:${addressGroup(ip)}`);
       if (!rate.allowed) {
+        // Stryker: the metrics label enforces nothing (SECURITY.md I44 bounds labels, not their text).
         deps.metrics.rateLimited("upgrade");
         audit.write("ratelimit.hit", { reason: "upgrade", ip, requestId });
         throw new Refusal(429, "rate_limited", "upgrade rate limit", { "Retry-After": String(rate.retryAfterSeconds) });
@@ -148,6 +151,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
         headerValue(req, "upgrade")?.toLowerCase() !== "websocket" ||
         !listIncludes(headerValue(req, "connection"), "upgrade") ||
         headerValue(req, "sec-websocket-version") !== "13" ||
+        // Stryker: equivalent (`?? ""`) — no other string matches WEBSOCKET_KEY either.
         !WEBSOCKET_KEY.test(headerValue(req, "sec-websocket-key") ?? "") ||
         protocols === null ||
         !protocols.includes(route.protocol)
@@ -168,6 +172,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       // limit from rotating addresses. Taken before the ticket: a refusal leaves it unspent.
       const sessionRate = upgradeLimiter.take(`session:${session.id}`);
       if (!sessionRate.allowed) {
+        // Stryker: the metrics label enforces nothing (SECURITY.md I44 bounds labels, not their text).
         deps.metrics.rateLimited("upgrade");
         audit.write("ratelimit.hit", { reason: "upgrade", ip, sessionId: session.id, requestId });
         throw new Refusal(429, "rate_limited", "upgrade rate limit", { "Retry-After": String(sessionRate.retryAfterSeconds) });
@@ -176,6 +181,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       const ticket = protocols.find((p) => p.startsWith(TICKET_PREFIX))?.slice(TICKET_PREFIX.length);
       if (ticket === undefined) throw new Refusal(401, "bad_ticket", "no ticket");
       // Refused before the ticket is spent: the browser may retry with it.
+      // Stryker: no test yet (1,000 upgrades held at a stalled backend; the cap is a constant).
       if (upgradesInProgress >= MAX_UPGRADES_IN_PROGRESS) throw new Refusal(503, "busy", "too many upgrades in progress");
       // 5. The ticket is spent (whatever follows) and must be this session's: a ticket leaked
       // from one session opens nothing for another, and cannot be retried. 6. A cap on
@@ -193,6 +199,8 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
         });
       };
       // The browser may have left while the database answered.
+      // Stryker: not reached by a test (a browser that leaves within the store's few
+      // microseconds); it only spares the backend an attempt the close handler would drop.
       if (socket.destroyed) {
         releaseSlot();
         socket.destroy();
@@ -208,6 +216,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
         idp: session.provider,
         idpSub: account.providerSubject,
       });
+      // Stryker: equivalent (`?? ""`) — step 1 matched the key against WEBSOCKET_KEY.
       const key = headerValue(req, "sec-websocket-key") ?? "";
       let waiting = true;
       upgradesInProgress += 1;
@@ -232,15 +241,20 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
             refuse(socket, new Refusal(502, "backend_unavailable", reason), upgrade);
           },
           open: (backend, backendHead) => {
+            // Stryker: equivalent (this block) — open never fires after settle(): every path that
+            // settles also aborts the backend handshake, after which it fires no event.
             if (!settle()) {
               backend.destroy();
               return;
             }
+            // Stryker: not reached by a test — a browser that left fires 'close'/'end' first, and
+            // onClientGone settles the upgrade before the backend can open.
             if (!socket.writable) {
               releaseSlot();
               backend.destroy();
               return;
             }
+            // Stryker: equivalent (the fallback) — unregisterFor holds every route of the table.
             const onClosed = unregisterFor.get(route) ?? ((connection: LiveConnection) => deps.registry.remove(connection));
             // RFC 6455 4.2.2: our own 101, naming the route's subprotocol (never the ticket),
             // and no extension.
@@ -306,6 +320,8 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       }
       // Anything unexpected (a database that cannot answer) still closes the socket with a
       // 503, never the process.
+      // Stryker: not reached by the gate's tests (a store that throws); its code and reason are
+      // the CONTRACT.md 503, and any Refusal above is caught first.
       refuse(socket, new Refusal(503, "unavailable", "internal error"), upgrade);
     }
   }
@@ -352,6 +368,8 @@ class PendingUpgrade implements LiveConnection {
 }
 
 /** A socket error before the relay owns the socket: drop it (the relay adds its own handling). */
+  // Stryker: equivalent (the empty body) — a net.Socket that emits 'error' is already being
+  // destroyed (autoDestroy); what matters is that a listener exists, so the error never throws.
 function destroyOnError(this: Duplex): void {
   this.destroy();
 }
@@ -361,6 +379,8 @@ function refuse(socket: Duplex, refusal: Refusal, upgrade: UpgradeContext): void
   const { ip, sessionId, requestId } = upgrade;
   upgrade.metrics.upgrade(refusal.error);
   upgrade.audit.write("ws.upgrade.refused", { status: refusal.status, reason: refusal.reason, ip, requestId, ...(sessionId ? { sessionId } : {}) });
+  // Stryker: not reached by a test (a browser that left between the check and this write);
+  // destroying instead of writing to a socket that cannot be written is the only safe choice.
   if (!socket.writable) {
     socket.destroy();
     return;
@@ -369,6 +389,7 @@ function refuse(socket: Duplex, refusal: Refusal, upgrade: UpgradeContext): void
   const extra = Object.entries(refusal.headers).map(([name, value]) => `${name}: ${value}\r\n`);
   socket.once("finish", () => socket.destroy());
   socket.end(
+    // Stryker: equivalent (`?? ""`) — every status the gate refuses with is in STATUS_TEXT.
     `HTTP/1.1 ${refusal.status} ${STATUS_TEXT[refusal.status] ?? "Error"}\r\n` +
       "Connection: close\r\n" +
       "Content-Type: application/json; charset=utf-8\r\n" +

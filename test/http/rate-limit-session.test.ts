@@ -56,17 +56,22 @@ describe("per-session rate limits hold against rotating addresses (SECURITY.md H
   it("/ws: one session upgrading from a new address each time → 429 once RATE_LIMIT_UPGRADE's burst is spent, ticket unspent", async () => {
     const backend = await startRecordingBackend();
     const h = await startHarness({ env: { GAME_BACKEND_URL: backend.url, TRUST_PROXY: "1", RATE_LIMIT_UPGRADE: "1/s,2", WS_MAX_SOCKETS_PER_SESSION: "10" } });
+    let last = "";
     const upgrade = async (token: string, ticket: string): Promise<string> => {
       const [, forwarded = ""] = Object.entries(rotating())[0] ?? [];
-      const answer = await rawUpgrade(h, [...upgradeLines(h, { protocols: `game.v1, ticket.${ticket}`, token }), `X-Forwarded-For: ${forwarded}`]);
-      return answer.slice(0, 12);
+      last = await rawUpgrade(h, [...upgradeLines(h, { protocols: `game.v1, ticket.${ticket}`, token }), `X-Forwarded-For: ${forwarded}`]);
+      return last.slice(0, 12);
     };
     try {
       const { token } = await h.login("upgrades-everywhere");
       const statuses: string[] = [];
       for (let i = 0; i < 3; i += 1) statuses.push(await upgrade(token, await mintTicket(h, token)));
       expect(statuses).toEqual(["HTTP/1.1 101", "HTTP/1.1 101", "HTTP/1.1 429"]);
+      // CONTRACT.md's refusal: its error code and Retry-After, and the reason in the audit line.
+      expect(last).toMatch(/\r\nRetry-After: \d+\r\n/);
+      expect(last).toContain('{"error":"rate_limited"');
       const [sessionId = ""] = token.split(".");
+      expect(h.audit.named("ws.upgrade.refused").at(-1)).toMatchObject({ status: 429, reason: "upgrade rate limit", session: h.bff.audit.sessionRef(sessionId) });
       expect(h.audit.named("ratelimit.hit").some((e) => e.reason === "upgrade" && e.session === h.bff.audit.sessionRef(sessionId))).toBe(true);
       // The refused upgrade did not spend its ticket: a second later it opens a socket.
       const ticket = await mintTicket(h, token);

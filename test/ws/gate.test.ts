@@ -131,6 +131,7 @@ describe("the /ws gate (CONTRACT.md, SECURITY.md E22–E25)", () => {
       const before = backend.upgrades;
       expect(await upgradeStatus(h, await mintTicket(h, token), { token })).toBe(429);
       expect(backend.upgrades).toBe(before);
+      expect(h.audit.named("ws.upgrade.refused").at(-1)).toMatchObject({ status: 429, reason: "too many sockets" });
       for (const ws of open) ws.close();
     });
 
@@ -182,6 +183,30 @@ describe("the /ws gate (CONTRACT.md, SECURITY.md E22–E25)", () => {
     expect(JSON.parse(body)).toEqual({ error: "origin", message: "origin not allowed" });
   });
 
+  it("closes a refused socket itself, even for a client that keeps its own side open (SECURITY.md H35)", async () => {
+    const url = new URL(h.origin);
+    // allowHalfOpen: the client does not answer the gate's FIN with its own, as a hostile one would not.
+    const socket = connect({ port: Number(url.port), host: url.hostname, allowHalfOpen: true });
+    let answer = "";
+    let gone = false;
+    socket.on("data", (chunk: Buffer) => (answer += chunk.toString("latin1")));
+    socket.on("error", () => (gone = true));
+    socket.on("close", () => (gone = true));
+    socket.write(`${upgradeLines(h, { protocols: "game.v1", origin: "https://evil.example" }).join("\r\n")}\r\n\r\n`);
+    await new Promise((resolve) => socket.once("end", resolve));
+    expect(answer).toMatch(/^HTTP\/1\.1 403 /);
+    // Bytes sent after the answer reach a socket the gate destroyed: the connection is reset.
+    // A gate that only ended its side would read them and keep the connection open.
+    try {
+      await until(() => {
+        if (!gone && socket.writable) socket.write("x");
+        return gone;
+      }, "the gate to close the refused connection");
+    } finally {
+      socket.destroy();
+    }
+  });
+
   it("refuses a subprotocol offered twice with 400, before the backend is asked", async () => {
     const { token } = await h.login("twice");
     const ticket = await mintTicket(h, token);
@@ -207,7 +232,9 @@ describe("the /ws gate (CONTRACT.md, SECURITY.md E22–E25)", () => {
     const down = await startHarness({ env: { GAME_BACKEND_URL: "http://127.0.0.1:9" } });
     try {
       const { token } = await down.login("nobackend");
-      expect(await upgradeStatus(down, await mintTicket(down, token), { token })).toBe(502);
+      const answer = await rawUpgrade(down, upgradeLines(down, { protocols: `game.v1, ticket.${await mintTicket(down, token)}`, token }));
+      expect(answer).toMatch(/^HTTP\/1\.1 502 Bad Gateway\r\n/);
+      expect(answer).toContain('{"error":"backend_unavailable"');
       expect((await fetch(`${down.origin}/healthz`)).status).toBe(200);
     } finally {
       await down.close();
@@ -222,6 +249,16 @@ describe("the /ws gate (CONTRACT.md, SECURITY.md E22–E25)", () => {
     await closeOf(ws);
     expect(h.audit.text()).not.toContain(ticket);
     expect(h.audit.named("ws.upgrade.accepted").length).toBeGreaterThan(0);
+  });
+
+  it("takes a closed socket out of the registry (a session's later end finds nothing of it)", async () => {
+    const { token } = await h.login("leaves");
+    const [sessionId = ""] = token.split(".");
+    const ws = await openSocket(h, await mintTicket(h, token), { token });
+    expect(h.bff.registry.countForSession(sessionId)).toBe(1);
+    ws.close();
+    await closeOf(ws);
+    await until(() => h.bff.registry.countForSession(sessionId) === 0, "the closed socket to leave the registry");
   });
 });
 
@@ -284,8 +321,8 @@ describe("upgrades waiting for the backend count as the session's sockets", () =
     await backend.close();
   });
 
-  /** A raw upgrade; resolves with the answer's status line. */
-  function startUpgrade(token: string, ticket: string): { socket: Socket; status: Promise<string> } {
+  /** A raw upgrade; resolves with the answer's status line, and with the whole answer once the gate closes the socket. */
+  function startUpgrade(token: string, ticket: string): { socket: Socket; status: Promise<string>; answer: Promise<string> } {
     const url = new URL(h.origin);
     const socket = connect(Number(url.port), url.hostname);
     socket.on("error", () => undefined);
@@ -298,7 +335,8 @@ describe("upgrades waiting for the backend count as the session's sockets", () =
       });
       socket.once("close", () => resolve(answer.split("\r\n")[0] ?? "closed"));
     });
-    return { socket, status };
+    const whole = new Promise<string>((resolve) => socket.once("close", () => resolve(answer)));
+    return { socket, status, answer: whole };
   }
 
   it("refuses with 401 at once an upgrade whose session ends while the backend has not answered, and drops the backend attempt", async () => {
@@ -315,18 +353,25 @@ describe("upgrades waiting for the backend count as the session's sockets", () =
 
   // What a pending upgrade answers when the registry closes it for a reason other than a
   // session end: a server shutting down (1001, or a terminate) is a 503, anything else a 502.
-  it.each<[string, (h: Harness, sessionId: string) => unknown, string]>([
-    ["shutdown's close (1001)", (hh) => hh.bff.registry.closeAll(1001, "server shutting down", { graceMs: 50 }), "HTTP/1.1 503 Service Unavailable"],
-    ["shutdown's terminate", (hh) => hh.bff.registry.terminateAll(), "HTTP/1.1 503 Service Unavailable"],
-    ["any other close code", (hh, sessionId) => hh.bff.registry.closeSession(sessionId, 4000, "cancelled"), "HTTP/1.1 502 Bad Gateway"],
-  ])("refuses an upgrade still waiting for the backend on %s, and drops the backend attempt", async (_name, close, statusLine) => {
+  it.each<[string, (h: Harness, sessionId: string) => unknown, string, string, string]>([
+    // A grace far longer than the test's timeout: the closeAll returns once the pending upgrade has ended, not at the grace.
+    ["shutdown's close (1001)", (hh) => hh.bff.registry.closeAll(1001, "server shutting down", { graceMs: 60_000 }), "HTTP/1.1 503 Service Unavailable", "unavailable", "server shutting down"],
+    ["shutdown's terminate", (hh) => hh.bff.registry.terminateAll(), "HTTP/1.1 503 Service Unavailable", "unavailable", "server shutting down"],
+    ["any other close code", (hh, sessionId) => hh.bff.registry.closeSession(sessionId, 4000, "cancelled"), "HTTP/1.1 502 Bad Gateway", "backend_unavailable", "upgrade cancelled"],
+  ])("refuses an upgrade still waiting for the backend on %s, and drops the backend attempt", async (_name, close, statusLine, error, reason) => {
     const { token } = await h.login("pending-closed");
     const held = backend.held.length;
     const upgrade = startUpgrade(token, await mintTicket(h, token));
     await until(() => backend.held.length === held + 1, "the upgrade at the backend");
     const attempt = backend.held[held];
+    const refusals = h.audit.named("ws.upgrade.refused").length;
     await close(h, token.split(".")[0] ?? "");
     expect(await upgrade.status).toBe(statusLine);
+    // The error code in the body (CONTRACT.md) and the reason in the audit line (G32).
+    expect(await upgrade.answer).toContain(`{"error":"${error}"`);
+    expect(h.audit.named("ws.upgrade.refused").at(-1)).toMatchObject({ reason });
+    // Refused once: closeAll's close and then its terminate reach the same pending upgrade.
+    expect(h.audit.named("ws.upgrade.refused")).toHaveLength(refusals + 1);
     await until(() => attempt?.destroyed === true || attempt?.readableEnded === true, "the backend attempt dropped");
     expect(h.bff.registry.size).toBe(0);
     backend.release();
