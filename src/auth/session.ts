@@ -121,6 +121,58 @@ export class TokenTamperCheck {
 }
 
 /**
+ * Hands an ended session's refresh token to the revoker (SECURITY.md I43), for both engines.
+ * Best effort and never awaited: a slow or unreachable provider must not hold up a logout, a
+ * callback or a request that found its session expired. A failure is audited; the session
+ * is over either way (ASVS 7.4.1).
+ */
+export class GrantReleaser {
+  private revoker: GrantRevoker | null = null;
+  private readonly revocations = new Set<Promise<void>>();
+
+  constructor(
+    private readonly cipher: TokenCipher,
+    private readonly audit: AuditLog,
+  ) {}
+
+  /** The one function that revokes a grant at its provider (the token refresher's). */
+  setRevoker(revoker: GrantRevoker): void {
+    this.revoker = revoker;
+  }
+
+  /** Resolves once every revocation started so far has been answered or has failed. */
+  async settled(): Promise<void> {
+    await Promise.all([...this.revocations]);
+  }
+
+  /** The session `row` (its refresh token still sealed) ended for `reason`. */
+  release(row: { id: string; provider: string; refreshToken: string | null }, reason: SessionEndReason): void {
+    // The provider refused this grant itself: nothing left to revoke.
+    if (reason === "refresh_refused" || row.refreshToken === null || this.revoker === null) {
+      return;
+    }
+    let refreshToken: string;
+    try {
+      refreshToken = this.cipher.open(row.refreshToken, associatedData(row.id, "refresh_token"));
+    } catch (error) {
+      if (!(error instanceof DecryptionError)) throw error;
+      this.audit.write("crypto.decrypt.failed", { sessionId: row.id, reason: "refresh token at session end", detail: error.message });
+      return;
+    }
+    const revocation: Promise<void> = this.revoker({ sessionId: row.id, provider: row.provider, refreshToken })
+      .catch((error: unknown) => {
+        this.audit.write("token.revoke.failed", {
+          sessionId: row.id,
+          provider: row.provider,
+          detail: error instanceof Error ? error.message : "revocation failed",
+        });
+      })
+      .finally(() => this.revocations.delete(revocation));
+    this.revocations.add(revocation);
+  }
+}
+
+/**
  * Server-side sessions (Copenhagen Book; Lucia's `validateSessionToken`). Unknown, expired or
  * forged tokens are expected outcomes and return null; a broken database throws.
  */
@@ -130,8 +182,7 @@ export class SessionStore {
   private readonly countLiveStatement: Statement<[number, number], { n: number }>;
   private readonly idleMs: number;
   private readonly absoluteMs: number;
-  private revoker: GrantRevoker | null = null;
-  private readonly revocations = new Set<Promise<void>>();
+  private readonly grants: GrantReleaser;
   private readonly tamperCheck: TokenTamperCheck;
 
   constructor(
@@ -146,6 +197,7 @@ export class SessionStore {
     this.idleMs = options.idleTimeoutSeconds * 1000;
     this.absoluteMs = options.absoluteTimeoutSeconds * 1000;
     this.tamperCheck = new TokenTamperCheck(cipher);
+    this.grants = new GrantReleaser(cipher, audit);
     // The session lookup is on every request and every upgrade: one prepared statement.
     this.selectById = db.sqlite.prepare(
       `SELECT id, account_id AS accountId, secret_hash AS secretHash, provider, created_at AS createdAt,
@@ -322,7 +374,7 @@ export class SessionStore {
    */
   adoptEnded(row: { id: string; accountId: string; provider: string; refreshToken: string | null }, reason: SessionEndReason): void {
     this.announce(row.id, row.accountId, reason);
-    this.releaseGrant(row, reason);
+    this.grants.release(row, reason);
   }
 
   /** Deletes every session past its idle or absolute expiry. */
@@ -337,12 +389,12 @@ export class SessionStore {
    * swept), a new login replacing the session (SECURITY.md I43).
    */
   setGrantRevoker(revoker: GrantRevoker): void {
-    this.revoker = revoker;
+    this.grants.setRevoker(revoker);
   }
 
   /** Resolves once every revocation started so far has been answered or has failed. */
-  async revocationsSettled(): Promise<void> {
-    await Promise.all([...this.revocations]);
+  revocationsSettled(): Promise<void> {
+    return this.grants.settled();
   }
 
   /** Throws {@link DecryptionError} when a stored provider token no longer authenticates (see {@link TokenTamperCheck}). */
@@ -408,39 +460,9 @@ export class SessionStore {
       .all();
     for (const row of ended) {
       this.announce(row.id, row.accountId, reason);
-      this.releaseGrant(row, reason);
+      this.grants.release(row, reason);
     }
     return ended.length;
-  }
-
-  /**
-   * Best effort and never awaited: a slow or unreachable provider must not hold up a
-   * logout, a callback or a request that found its session expired. A failure is audited;
-   * the session is over either way (ASVS 7.4.1).
-   */
-  private releaseGrant(row: { id: string; provider: string; refreshToken: string | null }, reason: SessionEndReason): void {
-    // The provider refused this grant itself: nothing left to revoke.
-    if (reason === "refresh_refused" || row.refreshToken === null || this.revoker === null) {
-      return;
-    }
-    let refreshToken: string;
-    try {
-      refreshToken = this.cipher.open(row.refreshToken, associatedData(row.id, "refresh_token"));
-    } catch (error) {
-      if (!(error instanceof DecryptionError)) throw error;
-      this.audit.write("crypto.decrypt.failed", { sessionId: row.id, reason: "refresh token at session end", detail: error.message });
-      return;
-    }
-    const revocation: Promise<void> = this.revoker({ sessionId: row.id, provider: row.provider, refreshToken })
-      .catch((error: unknown) => {
-        this.audit.write("token.revoke.failed", {
-          sessionId: row.id,
-          provider: row.provider,
-          detail: error instanceof Error ? error.message : "revocation failed",
-        });
-      })
-      .finally(() => this.revocations.delete(revocation));
-    this.revocations.add(revocation);
   }
 
   private announce(sessionId: string, accountId: string, reason: SessionEndReason): void {

@@ -14,6 +14,7 @@ import {
   type SessionListing,
   type SessionStoreOptions,
   type TokenField,
+  GrantReleaser,
   TokenTamperCheck,
 } from "../../auth/session";
 import type { SessionEndReason } from "../../auth/session-events";
@@ -75,8 +76,7 @@ function preparedStatements(orm: PgORM) {
 export class PostgresSessions implements SessionRepository {
   private readonly idleMs: number;
   private readonly absoluteMs: number;
-  private revoker: GrantRevoker | null = null;
-  private readonly revocations = new Set<Promise<void>>();
+  private readonly grants: GrantReleaser;
   private readonly statements: ReturnType<typeof preparedStatements>;
   private readonly tamperCheck: TokenTamperCheck;
 
@@ -95,6 +95,7 @@ export class PostgresSessions implements SessionRepository {
     this.absoluteMs = options.absoluteTimeoutSeconds * 1000;
     this.statements = preparedStatements(orm);
     this.tamperCheck = new TokenTamperCheck(cipher);
+    this.grants = new GrantReleaser(cipher, audit);
   }
 
   async create(input: { accountId: string; provider: string; userAgent: string; tokens: ProviderTokens; providerSid?: string | null }): Promise<{
@@ -249,7 +250,7 @@ export class PostgresSessions implements SessionRepository {
 
   async adoptEnded(row: { id: string; accountId: string; provider: string; refreshToken: string | null }, reason: SessionEndReason): Promise<void> {
     await this.announce(row.id, row.accountId, reason);
-    this.releaseGrant(row, reason);
+    this.grants.release(row, reason);
   }
 
   async countLive(): Promise<number> {
@@ -269,11 +270,11 @@ export class PostgresSessions implements SessionRepository {
   }
 
   setGrantRevoker(revoker: GrantRevoker): void {
-    this.revoker = revoker;
+    this.grants.setRevoker(revoker);
   }
 
-  async revocationsSettled(): Promise<void> {
-    await Promise.all([...this.revocations]);
+  revocationsSettled(): Promise<void> {
+    return this.grants.settled();
   }
 
   async readTokens(sessionId: string): Promise<ProviderTokens | null> {
@@ -349,7 +350,7 @@ export class PostgresSessions implements SessionRepository {
     for (const row of ended) {
       this.audit.write(auditEvent(reason), { sessionId: row.id, accountId: row.account_id, reason });
       this.events.deliverLocally({ sessionId: row.id, accountId: row.account_id, reason });
-      this.releaseGrant({ id: row.id, provider: row.provider, refreshToken: row.refresh_token }, reason);
+      this.grants.release({ id: row.id, provider: row.provider, refreshToken: row.refresh_token }, reason);
     }
     return ended.length;
   }
@@ -358,31 +359,6 @@ export class PostgresSessions implements SessionRepository {
   private announce(sessionId: string, accountId: string, reason: SessionEndReason): Promise<void> {
     this.audit.write(auditEvent(reason), { sessionId, accountId, reason });
     return this.events.publish({ sessionId, accountId, reason }).catch(this.onPublishFailed);
-  }
-
-  /** Best effort, never awaited (see SessionStore.releaseGrant): the session is over either way. */
-  private releaseGrant(row: { id: string; provider: string; refreshToken: string | null }, reason: SessionEndReason): void {
-    if (reason === "refresh_refused" || row.refreshToken === null || this.revoker === null) {
-      return;
-    }
-    let refreshToken: string;
-    try {
-      refreshToken = this.cipher.open(row.refreshToken, associatedData(row.id, "refresh_token"));
-    } catch (error) {
-      if (!(error instanceof DecryptionError)) throw error;
-      this.audit.write("crypto.decrypt.failed", { sessionId: row.id, reason: "refresh token at session end", detail: error.message });
-      return;
-    }
-    const revocation: Promise<void> = this.revoker({ sessionId: row.id, provider: row.provider, refreshToken })
-      .catch((error: unknown) => {
-        this.audit.write("token.revoke.failed", {
-          sessionId: row.id,
-          provider: row.provider,
-          detail: error instanceof Error ? error.message : "revocation failed",
-        });
-      })
-      .finally(() => this.revocations.delete(revocation));
-    this.revocations.add(revocation);
   }
 
   private toSession(row: SessionRow): Session {
