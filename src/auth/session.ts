@@ -120,6 +120,64 @@ export class TokenTamperCheck {
   }
 }
 
+/** The columns of a session row both engines share. */
+type SessionRowColumns = SealedRow & {
+  id: string;
+  accountId: string;
+  provider: string;
+  createdAt: number;
+  lastSeenAt: number;
+  expiresAt: number;
+  userAgent: string;
+  accessTokenExpiresAt: number | null;
+  version: number;
+};
+
+/** The session a row of either engine holds, its idle expiry `idleMs` after it was last seen. */
+export function sessionFromRow(row: SessionRowColumns, idleMs: number): Session {
+  return {
+    id: row.id,
+    accountId: row.accountId,
+    provider: row.provider,
+    createdAt: row.createdAt,
+    lastSeenAt: row.lastSeenAt,
+    expiresAt: row.expiresAt,
+    idleExpiresAt: Math.min(row.lastSeenAt + idleMs, row.expiresAt),
+    userAgent: row.userAgent,
+    accessTokenExpiresAt: row.accessTokenExpiresAt,
+    version: row.version,
+  };
+}
+
+/** The provider tokens' columns, each sealed with the session id and its field as associated data (SECURITY.md D17). */
+export function sealTokens(cipher: TokenCipher, sessionId: string, tokens: ProviderTokens): SealedRow & { accessToken: string; accessTokenExpiresAt: number | null } {
+  const sealOptional = (value: string | null, field: TokenField): string | null => (value === null ? null : cipher.seal(value, associatedData(sessionId, field)));
+  return {
+    accessToken: cipher.seal(tokens.accessToken, associatedData(sessionId, "access_token")),
+    accessTokenExpiresAt: tokens.accessTokenExpiresAt,
+    refreshToken: sealOptional(tokens.refreshToken, "refresh_token"),
+    idToken: sealOptional(tokens.idToken, "id_token"),
+  };
+}
+
+/** Opens a row's provider tokens; null when it has none. Throws {@link DecryptionError} on tampering. */
+export function openTokens(cipher: TokenCipher, sessionId: string, row: SealedRow & { accessTokenExpiresAt: number | null }): ProviderTokens | null {
+  if (row.accessToken === null) return null;
+  const openOptional = (value: string | null, field: TokenField): string | null => (value === null ? null : cipher.open(value, associatedData(sessionId, field)));
+  return {
+    accessToken: cipher.open(row.accessToken, associatedData(sessionId, "access_token")),
+    accessTokenExpiresAt: row.accessTokenExpiresAt,
+    refreshToken: openOptional(row.refreshToken, "refresh_token"),
+    refreshTokenExpiresAt: null,
+    idToken: openOptional(row.idToken, "id_token"),
+  };
+}
+
+/** The audit event of a session's end. */
+export function sessionEndEvent(reason: SessionEndReason): "session.logged_out" | "session.expired" | "session.revoked" {
+  return reason === "logout" ? "session.logged_out" : reason === "expired" ? "session.expired" : "session.revoked";
+}
+
 /**
  * Hands an ended session's refresh token to the revoker (SECURITY.md I43), for both engines.
  * Best effort and never awaited: a slow or unreachable provider must not hold up a logout, a
@@ -245,10 +303,7 @@ export class SessionStore {
         lastSeenAt: now,
         expiresAt,
         userAgent: input.userAgent.slice(0, USER_AGENT_MAX),
-        accessToken: this.cipher.seal(input.tokens.accessToken, associatedData(id, "access_token")),
-        accessTokenExpiresAt: input.tokens.accessTokenExpiresAt,
-        refreshToken: this.sealOptional(input.tokens.refreshToken, id, "refresh_token"),
-        idToken: this.sealOptional(input.tokens.idToken, id, "id_token"),
+        ...sealTokens(this.cipher, id, input.tokens),
         providerSid: input.providerSid ?? null,
       })
       .run();
@@ -257,7 +312,7 @@ export class SessionStore {
     if (row === undefined) {
       throw new Error("session vanished right after insert");
     }
-    return { session: this.toSession(row), token: `${id}.${secret}` };
+    return { session: sessionFromRow(row, this.idleMs), token: `${id}.${secret}` };
   }
 
   /**
@@ -285,7 +340,7 @@ export class SessionStore {
       this.db.orm.update(sessions).set({ lastSeenAt: now }).where(eq(sessions.id, row.id)).run();
       row.lastSeenAt = now;
     }
-    const session = this.toSession(row);
+    const session = sessionFromRow(row, this.idleMs);
     this.tamperCheck.validated(session, row);
     return session;
   }
@@ -307,7 +362,7 @@ export class SessionStore {
       this.end(row.id, row.accountId, "expired");
       return null;
     }
-    return this.toSession(row);
+    return sessionFromRow(row, this.idleMs);
   }
 
   list(accountId: string, currentId: string): SessionListing[] {
@@ -407,16 +462,7 @@ export class SessionStore {
   /** Opens the session's provider tokens. Throws {@link DecryptionError} on tampering. */
   readTokens(sessionId: string): ProviderTokens | null {
     const row = this.selectById.get(sessionId);
-    if (row === undefined || row.accessToken === null) {
-      return null;
-    }
-    return {
-      accessToken: this.cipher.open(row.accessToken, associatedData(sessionId, "access_token")),
-      accessTokenExpiresAt: row.accessTokenExpiresAt,
-      refreshToken: this.openOptional(row.refreshToken, sessionId, "refresh_token"),
-      refreshTokenExpiresAt: null,
-      idToken: this.openOptional(row.idToken, sessionId, "id_token"),
-    };
+    return row === undefined ? null : openTokens(this.cipher, sessionId, row);
   }
 
   /**
@@ -429,10 +475,7 @@ export class SessionStore {
     const result = this.db.orm
       .update(sessions)
       .set({
-        accessToken: this.cipher.seal(tokens.accessToken, associatedData(sessionId, "access_token")),
-        accessTokenExpiresAt: tokens.accessTokenExpiresAt,
-        refreshToken: this.sealOptional(tokens.refreshToken, sessionId, "refresh_token"),
-        idToken: this.sealOptional(tokens.idToken, sessionId, "id_token"),
+        ...sealTokens(this.cipher, sessionId, tokens),
         version: sql`${sessions.version} + 1`,
         ...(refreshCap === null ? {} : { expiresAt: sql`min(${sessions.expiresAt}, ${refreshCap})` }),
       })
@@ -466,33 +509,10 @@ export class SessionStore {
   }
 
   private announce(sessionId: string, accountId: string, reason: SessionEndReason): void {
-    const event = reason === "logout" ? "session.logged_out" : reason === "expired" ? "session.expired" : "session.revoked";
-    this.audit.write(event, { sessionId, accountId, reason });
+    this.audit.write(sessionEndEvent(reason), { sessionId, accountId, reason });
     this.events.publishEnded({ sessionId, accountId, reason });
   }
 
-  private toSession(row: SessionRow): Session {
-    return {
-      id: row.id,
-      accountId: row.accountId,
-      provider: row.provider,
-      createdAt: row.createdAt,
-      lastSeenAt: row.lastSeenAt,
-      expiresAt: row.expiresAt,
-      idleExpiresAt: Math.min(row.lastSeenAt + this.idleMs, row.expiresAt),
-      userAgent: row.userAgent,
-      accessTokenExpiresAt: row.accessTokenExpiresAt,
-      version: row.version,
-    };
-  }
-
-  private sealOptional(value: string | null, sessionId: string, field: TokenField): string | null {
-    return value === null ? null : this.cipher.seal(value, associatedData(sessionId, field));
-  }
-
-  private openOptional(value: string | null, sessionId: string, field: TokenField): string | null {
-    return value === null ? null : this.cipher.open(value, associatedData(sessionId, field));
-  }
 }
 
 /** A session row's three token ciphertexts as one string, to compare with what passed before. */

@@ -2,20 +2,22 @@ import { and, eq, gt, lte, ne, or, sql, type SQL } from "drizzle-orm";
 import type { Account } from "../../auth/accounts";
 import type { AuditLog } from "../../audit/log";
 import {
-  associatedData,
+  GrantReleaser,
   ID_BYTES,
-  SECRET_BYTES,
+  openTokens,
   parseToken,
+  sealTokens,
+  SECRET_BYTES,
+  sessionEndEvent,
+  sessionFromRow,
   SLIDE_THROTTLE_MS,
+  TokenTamperCheck,
   USER_AGENT_MAX,
   type GrantRevoker,
   type ProviderTokens,
   type Session,
   type SessionListing,
   type SessionStoreOptions,
-  type TokenField,
-  GrantReleaser,
-  TokenTamperCheck,
 } from "../../auth/session";
 import type { SessionEndReason } from "../../auth/session-events";
 import type { Clock, RandomBytes } from "../../clock";
@@ -118,10 +120,7 @@ export class PostgresSessions implements SessionRepository {
         lastSeenAt: now,
         expiresAt: Math.min(now + this.absoluteMs, refreshCap),
         userAgent: input.userAgent.slice(0, USER_AGENT_MAX),
-        accessToken: this.cipher.seal(input.tokens.accessToken, associatedData(id, "access_token")),
-        accessTokenExpiresAt: input.tokens.accessTokenExpiresAt,
-        refreshToken: this.sealOptional(input.tokens.refreshToken, id, "refresh_token"),
-        idToken: this.sealOptional(input.tokens.idToken, id, "id_token"),
+        ...sealTokens(this.cipher, id, input.tokens),
         providerSid: input.providerSid ?? null,
       })
       .returning();
@@ -129,7 +128,7 @@ export class PostgresSessions implements SessionRepository {
       throw new Error("session insert returned no row");
     }
     this.audit.write("session.created", { sessionId: id, accountId: input.accountId, provider: input.provider });
-    return { session: this.toSession(row), token: `${id}.${secret}` };
+    return { session: sessionFromRow(row, this.idleMs), token: `${id}.${secret}` };
   }
 
   async validate(token: string, options: { slide: boolean }): Promise<Session | null> {
@@ -178,7 +177,7 @@ export class PostgresSessions implements SessionRepository {
       await this.statements.slide.execute({ id: row.id, now });
       row.lastSeenAt = now;
     }
-    const session = this.toSession(row);
+    const session = sessionFromRow(row, this.idleMs);
     this.tamperCheck.validated(session, row);
     return session;
   }
@@ -197,7 +196,7 @@ export class PostgresSessions implements SessionRepository {
       await this.end(row.id, row.accountId, "expired");
       return null;
     }
-    return this.toSession(row);
+    return sessionFromRow(row, this.idleMs);
   }
 
   async list(accountId: string, currentId: string): Promise<SessionListing[]> {
@@ -279,16 +278,7 @@ export class PostgresSessions implements SessionRepository {
 
   async readTokens(sessionId: string): Promise<ProviderTokens | null> {
     const row = await this.row(sessionId);
-    if (row === null || row.accessToken === null) {
-      return null;
-    }
-    return {
-      accessToken: this.cipher.open(row.accessToken, associatedData(sessionId, "access_token")),
-      accessTokenExpiresAt: row.accessTokenExpiresAt,
-      refreshToken: this.openOptional(row.refreshToken, sessionId, "refresh_token"),
-      refreshTokenExpiresAt: null,
-      idToken: this.openOptional(row.idToken, sessionId, "id_token"),
-    };
+    return row === null ? null : openTokens(this.cipher, sessionId, row);
   }
 
   /** Throws {@link DecryptionError} when a stored provider token no longer authenticates (see {@link TokenTamperCheck}). */
@@ -303,10 +293,7 @@ export class PostgresSessions implements SessionRepository {
     const swapped = await this.orm
       .update(sessions)
       .set({
-        accessToken: this.cipher.seal(tokens.accessToken, associatedData(sessionId, "access_token")),
-        accessTokenExpiresAt: tokens.accessTokenExpiresAt,
-        refreshToken: this.sealOptional(tokens.refreshToken, sessionId, "refresh_token"),
-        idToken: this.sealOptional(tokens.idToken, sessionId, "id_token"),
+        ...sealTokens(this.cipher, sessionId, tokens),
         version: sql`${sessions.version} + 1`,
         ...(refreshCap === null ? {} : { expiresAt: sql`least(${sessions.expiresAt}, ${refreshCap}::bigint)` }),
       })
@@ -348,7 +335,7 @@ export class PostgresSessions implements SessionRepository {
       SELECT id, account_id, provider, refresh_token, ${this.events.notifyEnded({ sessionId: sql`id`, accountId: sql`account_id` }, reason)}
       FROM ended`);
     for (const row of ended) {
-      this.audit.write(auditEvent(reason), { sessionId: row.id, accountId: row.account_id, reason });
+      this.audit.write(sessionEndEvent(reason), { sessionId: row.id, accountId: row.account_id, reason });
       this.events.deliverLocally({ sessionId: row.id, accountId: row.account_id, reason });
       this.grants.release({ id: row.id, provider: row.provider, refreshToken: row.refresh_token }, reason);
     }
@@ -357,34 +344,9 @@ export class PostgresSessions implements SessionRepository {
 
   /** Audit event, then the end published on every node (this one's sockets close at once). */
   private announce(sessionId: string, accountId: string, reason: SessionEndReason): Promise<void> {
-    this.audit.write(auditEvent(reason), { sessionId, accountId, reason });
+    this.audit.write(sessionEndEvent(reason), { sessionId, accountId, reason });
     return this.events.publish({ sessionId, accountId, reason }).catch(this.onPublishFailed);
   }
 
-  private toSession(row: SessionRow): Session {
-    return {
-      id: row.id,
-      accountId: row.accountId,
-      provider: row.provider,
-      createdAt: row.createdAt,
-      lastSeenAt: row.lastSeenAt,
-      expiresAt: row.expiresAt,
-      idleExpiresAt: Math.min(row.lastSeenAt + this.idleMs, row.expiresAt),
-      userAgent: row.userAgent,
-      accessTokenExpiresAt: row.accessTokenExpiresAt,
-      version: row.version,
-    };
-  }
-
-  private sealOptional(value: string | null, sessionId: string, field: TokenField): string | null {
-    return value === null ? null : this.cipher.seal(value, associatedData(sessionId, field));
-  }
-
-  private openOptional(value: string | null, sessionId: string, field: TokenField): string | null {
-    return value === null ? null : this.cipher.open(value, associatedData(sessionId, field));
-  }
 }
 
-function auditEvent(reason: SessionEndReason): "session.logged_out" | "session.expired" | "session.revoked" {
-  return reason === "logout" ? "session.logged_out" : reason === "expired" ? "session.expired" : "session.revoked";
-}
