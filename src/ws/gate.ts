@@ -187,7 +187,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       // 5. The ticket must be this session's: a ticket leaked from one session opens nothing
       // for another (and it is spent now, so the leak cannot be retried).
       if (redeemed.sessionId !== session.id) throw new Refusal(403, "wrong_session", "ticket of another session");
-      // Stryker: no test yet (1,000 upgrades held at a stalled backend; the cap is a constant).
+      // test/ws/gate-busy.test.ts holds 1,000 upgrades at a stalled backend to prove this cap.
       if (upgradesInProgress >= MAX_UPGRADES_IN_PROGRESS) throw new Refusal(503, "busy", "too many upgrades in progress");
       // 6. A cap on sockets per session (WebSocket cheat sheet: bound what one user holds),
       // across every node: the slot counts from now on, so the cap holds for upgrades made
