@@ -321,8 +321,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       }
       // Anything unexpected (a database that cannot answer) still closes the socket with a
       // 503, never the process.
-      // Stryker: not reached by the gate's tests (a store that throws); its code and reason are
-      // the CONTRACT.md 503, and any Refusal above is caught first.
+      // test/ws/gate-store-down.test.ts closes the database under the server to reach this.
       refuse(socket, new Refusal(503, "unavailable", "internal error"), upgrade);
     }
   }
