@@ -40,10 +40,14 @@ function assertionHeader(): string {
   return `Bearer ${s.sign({ sub: c.sub, sid: c.sid, name: c.name, aud: c.audience })}`;
 }
 
-/** Headers of an authenticated `/api/*` request through Portcullis (CONTRACT.md: session + CSRF). */
-function portcullisHeaders(): Record<string, string> {
+/**
+ * Headers of an authenticated `/api/*` request through Portcullis (CONTRACT.md: session +
+ * CSRF), as player number `player` (of `sessionTokens`, when there are several).
+ */
+function portcullisHeaders(player = 0): Record<string, string> {
   const { credentials: c } = need();
-  return { cookie: `${SESSION_COOKIE}=${c.sessionToken}`, "x-csrf": "1", origin: c.portcullisOrigin };
+  const tokens = c.sessionTokens ?? [c.sessionToken];
+  return { cookie: `${SESSION_COOKIE}=${tokens[player % tokens.length] ?? c.sessionToken}`, "x-csrf": "1", origin: c.portcullisOrigin };
 }
 
 const httpAgent = new Agent({ keepAlive: true, maxSockets: 256 });
@@ -68,22 +72,22 @@ function httpRequest(url: string, method: string, headers: Record<string, string
 }
 
 /** One ticket from `POST /auth/ws-ticket`: part of every Portcullis connection's setup cost. */
-async function ticket(): Promise<string> {
+async function ticket(player: number): Promise<string> {
   const { credentials: c } = need();
-  const answer = await httpRequest(`${c.authURL ?? c.portcullisOrigin}/auth/ws-ticket`, "POST", portcullisHeaders());
+  const answer = await httpRequest(`${c.authURL ?? c.portcullisOrigin}/auth/ws-ticket`, "POST", portcullisHeaders(player));
   const body: unknown = answer.status === 200 ? JSON.parse(answer.body.toString("utf8")) : null;
   const value = readString(body, "ticket");
   if (value === null) throw new Error(`POST /auth/ws-ticket answered ${answer.status}`);
   return value;
 }
 
-/** Opens one socket through the target's gate; rejects on any refusal or after 10 s. */
-async function open(target: Target): Promise<WebSocket> {
+/** Opens one socket through the target's gate (as `player`, on Portcullis); rejects on any refusal or after 10 s. */
+async function open(target: Target, player = 0): Promise<WebSocket> {
   const protocols = ["game.v1"];
   let headers: Record<string, string>;
   if (target.name === "portcullis") {
-    protocols.push(`ticket.${await ticket()}`);
-    headers = portcullisHeaders();
+    protocols.push(`ticket.${await ticket(player)}`);
+    headers = portcullisHeaders(player);
     delete headers["x-csrf"];
   } else {
     headers = { authorization: assertionHeader() };
@@ -265,10 +269,10 @@ async function setup(s: Extract<Scenario, { kind: "setup" }>): Promise<Result> {
   const started = performance.now();
   const deadline = started + s.ms;
   await Promise.all(
-    Array.from({ length: s.parallel }, async () => {
+    Array.from({ length: s.parallel }, async (_, player) => {
       while (performance.now() < deadline) {
         try {
-          const ws = await open(s.target);
+          const ws = await open(s.target, player);
           done += 1;
           ws.close(1000);
         } catch (error) {
@@ -288,7 +292,8 @@ async function setup(s: Extract<Scenario, { kind: "setup" }>): Promise<Result> {
 
 /** Closed-loop authenticated GETs over keep-alive connections, `concurrency` at a time. */
 async function http(s: Extract<Scenario, { kind: "http" }>): Promise<Result> {
-  const headers = s.target.name === "portcullis" ? portcullisHeaders() : { authorization: assertionHeader() };
+  const headersOf = (player: number): Record<string, string> =>
+    s.target.name === "portcullis" ? portcullisHeaders(player) : { authorization: assertionHeader() };
   const agent = new Agent({ keepAlive: true, maxSockets: s.concurrency });
   const url = `${s.target.httpURL}${s.path}`;
   const times: number[] = [];
@@ -297,7 +302,8 @@ async function http(s: Extract<Scenario, { kind: "http" }>): Promise<Result> {
   const started = performance.now();
   const deadline = started + s.ms;
   await Promise.all(
-    Array.from({ length: s.concurrency }, async () => {
+    Array.from({ length: s.concurrency }, async (_, player) => {
+      const headers = headersOf(player);
       while (performance.now() < deadline) {
         const begun = performance.now();
         try {
@@ -391,6 +397,7 @@ function parseCredentials(value: unknown): Credentials {
     ...(authURL === null ? {} : { authURL }),
     portcullisOrigin: s("portcullisOrigin"),
     sessionToken: s("sessionToken"),
+    ...sessionTokens(value),
     signingSeed: s("signingSeed"),
     signingKeyId: s("signingKeyId"),
     sub: s("sub"),
@@ -426,3 +433,11 @@ process.on("message", (message: unknown) => {
   );
 });
 process.on("disconnect", () => process.exit(0));
+
+/** The optional list of players' session tokens (the store comparison logs in several). */
+function sessionTokens(value: unknown): { sessionTokens?: string[] } {
+  const list = typeof value === "object" && value !== null && "sessionTokens" in value ? value.sessionTokens : undefined;
+  if (list === undefined) return {};
+  if (!Array.isArray(list) || list.length === 0 || !list.every((t): t is string => typeof t === "string")) throw new Error("sessionTokens must be a non-empty list of strings");
+  return { sessionTokens: list };
+}

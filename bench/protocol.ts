@@ -36,6 +36,11 @@ export interface Credentials {
    */
   authURL?: string;
   sessionToken: string;
+  /**
+   * Several players' sessions: a scenario's parallel chain i acts as player i (modulo their
+   * number). Without it every chain is the one `sessionToken`.
+   */
+  sessionTokens?: string[];
   /** base64 of the 32-byte Ed25519 seed shared with Portcullis (`ASSERTION_SIGNING_KEYS`). */
   signingSeed: string;
   signingKeyId: string;

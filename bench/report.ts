@@ -114,16 +114,16 @@ export function renderReport(rows: Row[], scaling: ScalePoint[], context: Report
       "",
       "## SQLite and PostgreSQL",
       "",
-      "The same Portcullis on each store, one node measured (PostgreSQL: two nodes on one database, for the fan-out). Median of the rounds; the fan-out percentiles are over all its logouts.",
+      "The same Portcullis on each store, one node measured (PostgreSQL: two nodes on one database, for the fan-out). Median of the rounds; the fan-out percentiles are over all its logouts. The engines take turns within each round, so each round has a ratio of its own: the last column gives their range.",
       "",
-      "| measurement | better | SQLite | PostgreSQL | PostgreSQL / SQLite |",
-      "|---|:-:|---:|---:|---:|",
+      "| measurement | better | SQLite | PostgreSQL | PostgreSQL / SQLite | rounds' ratios |",
+      "|---|:-:|---:|---:|---:|---:|",
     );
     for (const row of context.stores) {
-      const sqlite = row.postgresOnly === true ? undefined : median(row.values.sqlite);
+      const sqlite = row.postgresOnly === undefined ? median(row.values.sqlite) : undefined;
       const postgres = median(row.values.postgres);
       lines.push(
-        `| ${row.label} | ${row.better === "higher" ? "↑" : "↓"} | ${row.postgresOnly === true ? "n/a (one node)" : formatFigure(sqlite)} | ${formatFigure(postgres)} | ${ratio(postgres, sqlite)} |`,
+        `| ${row.label} | ${row.better === "higher" ? "↑" : "↓"} | ${row.postgresOnly === undefined ? formatFigure(sqlite) : `n/a (${row.postgresOnly})`} | ${formatFigure(postgres)} | ${ratio(postgres, sqlite)} | ${roundRatios(row)} |`,
       );
     }
   }
@@ -132,4 +132,13 @@ export function renderReport(rows: Row[], scaling: ScalePoint[], context: Report
   }
   lines.push("");
   return lines.join("\n");
+}
+
+/** The lowest and highest PostgreSQL / SQLite ratio of one round (engines paired by round); "—" without pairs. */
+function roundRatios(row: StoreRow): string {
+  const { sqlite, postgres } = row.values;
+  if (row.postgresOnly !== undefined || sqlite.length < 2 || sqlite.length !== postgres.length) return "—";
+  const ratios = sqlite.map((s, i) => (postgres[i] as number) / s).filter((r) => Number.isFinite(r));
+  if (ratios.length === 0) return "—";
+  return `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}×`;
 }

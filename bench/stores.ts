@@ -18,6 +18,7 @@ import { createTestDatabase, dropTestDatabase } from "../test/store/engines";
 import { forkChild, HarnessError, LoadgenClient, stopChild } from "./children";
 import { LOADGEN_LIMITS, type Credentials, type Result, type Scenario, type Target } from "./protocol";
 import { median } from "./report";
+import { commandCpuMs, cpuMs } from "./system";
 
 export type Engine = "sqlite" | "postgres";
 export const ENGINES: readonly Engine[] = ["sqlite", "postgres"];
@@ -40,8 +41,8 @@ export interface StoreRow {
   better: "higher" | "lower";
   /** One figure per round (or one for the whole sample); none when the engine does not apply or failed. */
   values: Record<Engine, number[]>;
-  /** The SQLite column does not apply (one node: nothing fans out). */
-  postgresOnly?: boolean;
+  /** The SQLite column does not apply: `"one node"` (nothing fans out) or `"no server"`. */
+  postgresOnly?: "one node" | "no server";
 }
 
 export interface StoreComparison {
@@ -80,8 +81,11 @@ export async function compareStores(
     setup: row(`connection setups/s on one node, ${plan.setupParallel} in parallel (ticket request + upgrade)`, "higher"),
     http: row(`GET ${plan.apiPath} requests/s on one node, ${plan.httpConcurrency} concurrent, keep-alive`, "higher"),
     httpP99: row(`GET ${plan.apiPath} p99 (ms), same`, "lower"),
-    fanoutP50: row(`revocation fan-out p50 (ms): logout answered by node A → 4401 on node B's socket, ${plan.fanoutSamples} logouts`, "lower", true),
-    fanoutP99: row(`revocation fan-out p99 (ms), same`, "lower", true),
+    setupCpu: row("node CPU µs per connection setup (node 0's user + system time / setups; the database server's is not in it)", "lower"),
+    httpCpu: row(`node CPU µs per GET ${plan.apiPath}, same`, "lower"),
+    setupServerCpu: row("database server CPU µs per connection setup (every postgres process on this machine)", "lower", "no server"),
+    fanoutP50: row(`revocation fan-out p50 (ms): logout answered by node A → 4401 on node B's socket, ${plan.fanoutSamples} logouts`, "lower", "one node"),
+    fanoutP99: row(`revocation fan-out p99 (ms), same`, "lower", "one node"),
   };
   const notes: string[] = [];
   const failures: string[] = [];
@@ -100,11 +104,17 @@ export async function compareStores(
     for (const engine of ENGINES) {
       const cluster = clusters[engine] as Cluster;
       const node = cluster.nodes[0]?.url ?? "";
+      // As many players as setups in parallel, each with a session of their own: sixteen
+      // players connecting at once, not one player opening sixteen sockets (whose upgrades
+      // would all queue on one session's row for the socket cap).
+      const sessions: string[] = [];
+      for (let i = 0; i < plan.setupParallel; i += 1) sessions.push(await login(cluster, `bench-store-${i}`));
       players[engine] = {
         credentials: {
           portcullisOrigin: cluster.origin,
           authURL: node,
-          sessionToken: await login(cluster, "bench-store"),
+          sessionToken: sessions[0] as string,
+          sessionTokens: sessions,
           // Direct and nginx assertions are not used here; the load generator wants a key anyway.
           signingSeed: randomBytes(32).toString("base64"),
           signingKeyId: "unused",
@@ -120,9 +130,20 @@ export async function compareStores(
       "SQLite and PostgreSQL: each engine's Portcullis runs as `npm run cluster` starts it (node processes, the demo game backend), SQLite with one node, PostgreSQL with two on one database; the load goes to node 0 of each directly. Its absolute figures are not comparable with the table above (another backend, the development configuration); the ratio is the point.",
     );
 
-    const attempt = async (label: string, engine: Engine, scenario: Scenario): Promise<Result | null> => {
+    const attempt = async (label: string, engine: Engine, scenario: Scenario, cpu?: StoreRow, serverCpu?: StoreRow): Promise<Result | null> => {
       try {
+        const pid = clusters[engine]?.nodes[0]?.process.pid;
+        const cpuBefore = pid === undefined ? null : cpuMs(pid);
+        const serverBefore = commandCpuMs("postgres");
         const result = await loadgen.run(scenario, budget(scenario));
+        const cpuAfter = pid === undefined ? null : cpuMs(pid);
+        const serverAfter = commandCpuMs("postgres");
+        if (cpu !== undefined && cpuBefore !== null && cpuAfter !== null && result.count > 0) {
+          cpu.values[engine].push(((cpuAfter - cpuBefore) * 1000) / result.count);
+        }
+        if (serverCpu !== undefined && engine === "postgres" && serverBefore !== null && serverAfter !== null && result.count > 0) {
+          serverCpu.values.postgres.push(((serverAfter - serverBefore) * 1000) / result.count);
+        }
         if (result.count === 0) throw new HarnessError(`no ${scenario.kind} completed${result.firstError === undefined ? "" : `: ${result.firstError}`}`);
         if (result.errors > 0) log(`  ${label} / ${engine}: ${result.errors} errors (${result.firstError ?? "?"})`);
         return result;
@@ -144,9 +165,9 @@ export async function compareStores(
         const player = players[engine];
         if (player === undefined) continue;
         await loadgen.send({ type: "init", credentials: player.credentials }, 10_000);
-        const setup = await attempt("store setup", engine, { kind: "setup", target: player.target, parallel: plan.setupParallel, ms: plan.setupMs });
+        const setup = await attempt("store setup", engine, { kind: "setup", target: player.target, parallel: plan.setupParallel, ms: plan.setupMs }, rows.setupCpu, rows.setupServerCpu);
         if (setup?.perSecond !== undefined) rows.setup.values[engine].push(setup.perSecond);
-        const http = await attempt("store http", engine, { kind: "http", target: player.target, concurrency: plan.httpConcurrency, path: plan.apiPath, ms: plan.httpMs });
+        const http = await attempt("store http", engine, { kind: "http", target: player.target, concurrency: plan.httpConcurrency, path: plan.apiPath, ms: plan.httpMs }, rows.httpCpu);
         if (http?.perSecond !== undefined) rows.http.values[engine].push(http.perSecond);
         if (http?.p99 !== undefined) rows.httpP99.values[engine].push(http.p99);
       }
@@ -173,8 +194,8 @@ export async function compareStores(
   return { rows: Object.values(rows), notes, failures };
 }
 
-function row(label: string, better: StoreRow["better"], postgresOnly = false): StoreRow {
-  return { label, better, values: { sqlite: [], postgres: [] }, ...(postgresOnly ? { postgresOnly } : {}) };
+function row(label: string, better: StoreRow["better"], postgresOnly?: StoreRow["postgresOnly"]): StoreRow {
+  return { label, better, values: { sqlite: [], postgres: [] }, ...(postgresOnly === undefined ? {} : { postgresOnly }) };
 }
 
 /** A session through nginx and the demo identity provider; its cookie's value. */

@@ -78,6 +78,34 @@ export function cpuMs(pid: number): number | null {
   }
 }
 
+/**
+ * CPU time (ms) used so far by every process whose command is `command` (the PostgreSQL
+ * server's: `postgres`), children that have exited included (a parent's cutime and cstime
+ * hold theirs); null when /proc cannot be read. A total only: another client of the same
+ * server counts too.
+ */
+export function commandCpuMs(command: string): number | null {
+  try {
+    let ticks = 0;
+    for (const entry of readdirSync("/proc")) {
+      if (!/^\d+$/.test(entry)) continue;
+      let stat: string;
+      try {
+        stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      } catch {
+        continue;
+      }
+      if (stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) !== command) continue;
+      // utime, stime, cutime and cstime: the 14th to 17th fields.
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+    }
+    return Number.isFinite(ticks) ? ticks * 10 : null;
+  } catch {
+    return null;
+  }
+}
+
 /** The direct children of a process (nginx's worker under its master). */
 export function childPids(pid: number): number[] {
   const pids: number[] = [];

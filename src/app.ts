@@ -77,7 +77,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.use("/auth/*", limitBody);
   app.use("/api/*", limitBody);
   const { store } = deps;
-  const session = sessionMiddleware(store.sessions, store.accounts);
+  const session = sessionMiddleware(store.sessions);
   app.use("/auth/*", session);
   app.use("/api/*", session);
   // Rate limits before CSRF: a refusal must cost its sender a token too, or a flood of

@@ -354,7 +354,11 @@ function readPostgres(read: EnvReader, problems: string[]): Config["postgres"] {
   }
   return {
     url,
-    poolSize: read.integer("DATABASE_POOL_SIZE", 10, { min: 1, max: 1000 }),
+    // Two, on purpose: postgres.js pipelines statements on a busy connection, so a node's
+    // short statements share a few connections' writes, reads and server wake-ups; at 10
+    // the server spent 1.2-1.6x the CPU per connection setup and setups ran at 0.55-0.68x
+    // SQLite, at 2 at 0.72-0.88x (bench/stores.ts, issue 13). README says when to raise it.
+    poolSize: read.integer("DATABASE_POOL_SIZE", 2, { min: 1, max: 1000 }),
     statementTimeoutMs: read.integer("DATABASE_STATEMENT_TIMEOUT_MS", 5000, { min: 100, max: 600_000 }),
   };
 }

@@ -224,8 +224,6 @@ export async function startPortcullis(config: Config, options: PortcullisOptions
     createUpgradeGate({
       config,
       sessions: store.sessions,
-      accounts: store.accounts,
-      tickets: store.tickets,
       socketSlots: store.socketSlots,
       registry,
       signer,

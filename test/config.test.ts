@@ -115,11 +115,11 @@ describe("#loadConfig", () => {
   });
 
   describe("DATABASE_URL (issue 13: more than one node)", () => {
-    it("selects PostgreSQL with a pool of 10 and a 5 s statement timeout unless told otherwise; SQLite without it", () => {
+    it("selects PostgreSQL with a pool of 2 and a 5 s statement timeout unless told otherwise; SQLite without it", () => {
       expect(loadConfig({}).postgres).toBeNull();
       expect(loadConfig({ DATABASE_URL: "postgres://bff@db.internal/portcullis" }).postgres).toEqual({
         url: "postgres://bff@db.internal/portcullis",
-        poolSize: 10,
+        poolSize: 2,
         statementTimeoutMs: 5000,
       });
       expect(

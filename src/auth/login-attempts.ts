@@ -27,6 +27,31 @@ export const MAX_ATTEMPTS_PER_BROWSER = 3;
 export const SECRET_BYTES = 32;
 export const HANDLE_MAX = 100;
 
+/** A login attempt's verifier and nonce, sealed with the attempt's id (its state's SHA-256) and the field as associated data. */
+export function sealAttemptSecrets(cipher: TokenCipher, id: string, attempt: { codeVerifier: string; nonce: string }): { codeVerifier: string; nonce: string } {
+  return {
+    codeVerifier: cipher.seal(attempt.codeVerifier, `portcullis/login/${id}/verifier`),
+    nonce: cipher.seal(attempt.nonce, `portcullis/login/${id}/nonce`),
+  };
+}
+
+/** The attempt a consumed row of either engine holds (`id` = SHA-256 of `state`), its secrets opened. */
+export function attemptFromRow(
+  cipher: TokenCipher,
+  id: string,
+  state: string,
+  row: { provider: string; returnTo: string; codeVerifier: string; nonce: string; previousSessionId: string | null; previousAccountId: string | null },
+): LoginAttempt {
+  return {
+    provider: row.provider,
+    returnTo: row.returnTo,
+    state,
+    codeVerifier: cipher.open(row.codeVerifier, `portcullis/login/${id}/verifier`),
+    nonce: cipher.open(row.nonce, `portcullis/login/${id}/nonce`),
+    previousSession: row.previousSessionId !== null && row.previousAccountId !== null ? { id: row.previousSessionId, accountId: row.previousAccountId } : null,
+  };
+}
+
 /**
  * Logins in progress, kept server-side. The Lax login-state cookie holds only a random
  * handle naming the browser; each row is one login of that browser, found by the hash of
@@ -74,8 +99,7 @@ export class LoginAttemptStore {
         id,
         browser,
         provider: input.provider,
-        codeVerifier: this.cipher.seal(attempt.codeVerifier, `portcullis/login/${id}/verifier`),
-        nonce: this.cipher.seal(attempt.nonce, `portcullis/login/${id}/nonce`),
+        ...sealAttemptSecrets(this.cipher, id, attempt),
         returnTo: input.returnTo,
         previousSessionId: input.previousSession?.id ?? null,
         previousAccountId: input.previousSession?.accountId ?? null,
@@ -120,17 +144,7 @@ export class LoginAttemptStore {
     if (row === undefined || row.expiresAt <= this.clock.now()) {
       return null;
     }
-    return {
-      provider: row.provider,
-      returnTo: row.returnTo,
-      state,
-      codeVerifier: this.cipher.open(row.codeVerifier, `portcullis/login/${id}/verifier`),
-      nonce: this.cipher.open(row.nonce, `portcullis/login/${id}/nonce`),
-      previousSession:
-        row.previousSessionId !== null && row.previousAccountId !== null
-          ? { id: row.previousSessionId, accountId: row.previousAccountId }
-          : null,
-    };
+    return attemptFromRow(this.cipher, id, state, row);
   }
 
   /** How many live logins the browser holding `handle` still has in progress. */

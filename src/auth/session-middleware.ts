@@ -1,6 +1,6 @@
 import type { MiddlewareHandler } from "hono";
 import type { AppEnv } from "../app-env";
-import type { AccountRepository, SessionRepository } from "../store/types";
+import type { SessionRepository } from "../store/types";
 import { SESSION_COOKIE, readCookie } from "./cookies";
 
 /**
@@ -8,7 +8,7 @@ import { SESSION_COOKIE, readCookie } from "./cookies";
  * parameter, no header: ASVS 7.2.4), and puts it in `c.var.session`. Requests without a
  * valid session carry on with null; routes that need one call {@link requireSession}.
  */
-export function sessionMiddleware(sessions: SessionRepository, accounts: AccountRepository): MiddlewareHandler<AppEnv> {
+export function sessionMiddleware(sessions: SessionRepository): MiddlewareHandler<AppEnv> {
   return async function session(c, next) {
     c.set("session", null);
     c.set("account", null);
@@ -16,11 +16,10 @@ export function sessionMiddleware(sessions: SessionRepository, accounts: Account
     if (token !== null) {
       const slide = !(c.req.path === "/auth/me" && c.req.query("slide") === "false");
       // A database that cannot answer rejects here: app.ts's error handler answers 503.
-      const session = await sessions.validate(token, { slide });
-      const account = session === null ? null : await accounts.find(session.accountId, session.provider);
-      if (session !== null && account !== null) {
-        c.set("session", session);
-        c.set("account", account);
+      const found = await sessions.authenticate(token, { slide });
+      if (found !== null) {
+        c.set("session", found.session);
+        c.set("account", found.account);
       }
     }
     return next();

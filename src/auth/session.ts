@@ -62,6 +62,12 @@ export const ID_BYTES = 16;
 // SHA-256 is stored, so a copy of the database cannot be turned into a cookie (ASVS 7.2.3).
 export const SECRET_BYTES = 25;
 export const TOKEN_PATTERN = /^([a-z2-7]{26})\.([a-z2-7]{40})$/;
+
+/** The id and secret of a cookie token `id.secret`; null when it is not one. */
+export function parseToken(token: string): { id: string; secret: string } | null {
+  const match = TOKEN_PATTERN.exec(token);
+  return match === null ? null : { id: match[1] as string, secret: match[2] as string };
+}
 // ASVS 7.3.1 wants idle expiry; writing last_seen_at on every request would turn every read
 // into a write, so the sliding window moves at most once a minute per session.
 export const SLIDE_THROTTLE_MS = 60_000;
@@ -69,25 +75,173 @@ export const USER_AGENT_MAX = 256;
 
 export type TokenField = "access_token" | "refresh_token" | "id_token";
 
+/** Sessions whose checked ciphertexts are remembered at most; the oldest go first. */
+const INTACT_ENTRIES = 10_000;
+
+/** A session row's sealed provider tokens. */
+type SealedRow = { accessToken: string | null; refreshToken: string | null; idToken: string | null };
+
+/**
+ * The tamper check of both engines' `checkTokens` (SECURITY.md D17), for routes that send no
+ * provider token. AES-GCM over the same ciphertext and associated data answers the same every
+ * time, so the exact ciphertexts that passed once are remembered (ciphertext only, never a
+ * plaintext) and only a changed one is opened again: three decryptions per /api request cost
+ * a tenth of the relay's CPU (issue 14). The row a request's session was validated from is
+ * remembered with the session, so an unchanged one needs no second read.
+ */
+export class TokenTamperCheck {
+  /** The exact ciphertexts that authenticated, by session. */
+  private readonly intact = new RecentMap<string, string>(INTACT_ENTRIES);
+  /** The ciphertexts in the row each validated session was read from. */
+  private readonly sealedAtValidation = new WeakMap<Session, string>();
+
+  constructor(private readonly cipher: TokenCipher) {}
+
+  /** `session` was validated from `row`. */
+  validated(session: Session, row: SealedRow): void {
+    this.sealedAtValidation.set(session, sealedTokens(row));
+  }
+
+  /** True when the row `session` was validated from holds ciphertexts that passed before: nothing to read or open. */
+  passedAtValidation(session: Session): boolean {
+    const seen = this.sealedAtValidation.get(session);
+    return seen !== undefined && this.intact.get(session.id) === seen;
+  }
+
+  /** Opens `row`'s tokens unless these exact ciphertexts passed before; throws {@link DecryptionError} on tampering. */
+  verify(sessionId: string, row: SealedRow): void {
+    if (row.accessToken === null) return;
+    const sealed = sealedTokens(row);
+    if (this.intact.get(sessionId) === sealed) return;
+    this.cipher.open(row.accessToken, associatedData(sessionId, "access_token"));
+    if (row.refreshToken !== null) this.cipher.open(row.refreshToken, associatedData(sessionId, "refresh_token"));
+    if (row.idToken !== null) this.cipher.open(row.idToken, associatedData(sessionId, "id_token"));
+    this.intact.set(sessionId, sealed);
+  }
+}
+
+/** The columns of a session row both engines share. */
+type SessionRowColumns = SealedRow & {
+  id: string;
+  accountId: string;
+  provider: string;
+  createdAt: number;
+  lastSeenAt: number;
+  expiresAt: number;
+  userAgent: string;
+  accessTokenExpiresAt: number | null;
+  version: number;
+};
+
+/** The session a row of either engine holds, its idle expiry `idleMs` after it was last seen. */
+export function sessionFromRow(row: SessionRowColumns, idleMs: number): Session {
+  return {
+    id: row.id,
+    accountId: row.accountId,
+    provider: row.provider,
+    createdAt: row.createdAt,
+    lastSeenAt: row.lastSeenAt,
+    expiresAt: row.expiresAt,
+    idleExpiresAt: Math.min(row.lastSeenAt + idleMs, row.expiresAt),
+    userAgent: row.userAgent,
+    accessTokenExpiresAt: row.accessTokenExpiresAt,
+    version: row.version,
+  };
+}
+
+/** The provider tokens' columns, each sealed with the session id and its field as associated data (SECURITY.md D17). */
+export function sealTokens(cipher: TokenCipher, sessionId: string, tokens: ProviderTokens): SealedRow & { accessToken: string; accessTokenExpiresAt: number | null } {
+  const sealOptional = (value: string | null, field: TokenField): string | null => (value === null ? null : cipher.seal(value, associatedData(sessionId, field)));
+  return {
+    accessToken: cipher.seal(tokens.accessToken, associatedData(sessionId, "access_token")),
+    accessTokenExpiresAt: tokens.accessTokenExpiresAt,
+    refreshToken: sealOptional(tokens.refreshToken, "refresh_token"),
+    idToken: sealOptional(tokens.idToken, "id_token"),
+  };
+}
+
+/** Opens a row's provider tokens; null when it has none. Throws {@link DecryptionError} on tampering. */
+export function openTokens(cipher: TokenCipher, sessionId: string, row: SealedRow & { accessTokenExpiresAt: number | null }): ProviderTokens | null {
+  if (row.accessToken === null) return null;
+  const openOptional = (value: string | null, field: TokenField): string | null => (value === null ? null : cipher.open(value, associatedData(sessionId, field)));
+  return {
+    accessToken: cipher.open(row.accessToken, associatedData(sessionId, "access_token")),
+    accessTokenExpiresAt: row.accessTokenExpiresAt,
+    refreshToken: openOptional(row.refreshToken, "refresh_token"),
+    refreshTokenExpiresAt: null,
+    idToken: openOptional(row.idToken, "id_token"),
+  };
+}
+
+/** The audit event of a session's end. */
+export function sessionEndEvent(reason: SessionEndReason): "session.logged_out" | "session.expired" | "session.revoked" {
+  return reason === "logout" ? "session.logged_out" : reason === "expired" ? "session.expired" : "session.revoked";
+}
+
+/**
+ * Hands an ended session's refresh token to the revoker (SECURITY.md I43), for both engines.
+ * Best effort and never awaited: a slow or unreachable provider must not hold up a logout, a
+ * callback or a request that found its session expired. A failure is audited; the session
+ * is over either way (ASVS 7.4.1).
+ */
+export class GrantReleaser {
+  private revoker: GrantRevoker | null = null;
+  private readonly revocations = new Set<Promise<void>>();
+
+  constructor(
+    private readonly cipher: TokenCipher,
+    private readonly audit: AuditLog,
+  ) {}
+
+  /** The one function that revokes a grant at its provider (the token refresher's). */
+  setRevoker(revoker: GrantRevoker): void {
+    this.revoker = revoker;
+  }
+
+  /** Resolves once every revocation started so far has been answered or has failed. */
+  async settled(): Promise<void> {
+    await Promise.all([...this.revocations]);
+  }
+
+  /** The session `row` (its refresh token still sealed) ended for `reason`. */
+  release(row: { id: string; provider: string; refreshToken: string | null }, reason: SessionEndReason): void {
+    // The provider refused this grant itself: nothing left to revoke.
+    if (reason === "refresh_refused" || row.refreshToken === null || this.revoker === null) {
+      return;
+    }
+    let refreshToken: string;
+    try {
+      refreshToken = this.cipher.open(row.refreshToken, associatedData(row.id, "refresh_token"));
+    } catch (error) {
+      if (!(error instanceof DecryptionError)) throw error;
+      this.audit.write("crypto.decrypt.failed", { sessionId: row.id, reason: "refresh token at session end", detail: error.message });
+      return;
+    }
+    const revocation: Promise<void> = this.revoker({ sessionId: row.id, provider: row.provider, refreshToken })
+      .catch((error: unknown) => {
+        this.audit.write("token.revoke.failed", {
+          sessionId: row.id,
+          provider: row.provider,
+          detail: error instanceof Error ? error.message : "revocation failed",
+        });
+      })
+      .finally(() => this.revocations.delete(revocation));
+    this.revocations.add(revocation);
+  }
+}
+
 /**
  * Server-side sessions (Copenhagen Book; Lucia's `validateSessionToken`). Unknown, expired or
  * forged tokens are expected outcomes and return null; a broken database throws.
  */
-/** Sessions whose checked ciphertexts are remembered at most; the oldest go first. */
-const INTACT_ENTRIES = 10_000;
-
 export class SessionStore {
   private readonly selectById: Statement<[string], SessionRow | undefined>;
   private readonly touchStatement: Statement<[{ at: number; id: string; throttle: number; idle: number }]>;
   private readonly countLiveStatement: Statement<[number, number], { n: number }>;
   private readonly idleMs: number;
   private readonly absoluteMs: number;
-  private revoker: GrantRevoker | null = null;
-  private readonly revocations = new Set<Promise<void>>();
-  /** The exact ciphertexts that authenticated, by session: see {@link checkTokens}. */
-  private readonly intact = new RecentMap<string, string>(INTACT_ENTRIES);
-  /** The ciphertexts in the row each validated session was read from (no second read for the check). */
-  private readonly sealedAtValidation = new WeakMap<Session, string>();
+  private readonly grants: GrantReleaser;
+  private readonly tamperCheck: TokenTamperCheck;
 
   constructor(
     private readonly db: Database,
@@ -100,6 +254,8 @@ export class SessionStore {
   ) {
     this.idleMs = options.idleTimeoutSeconds * 1000;
     this.absoluteMs = options.absoluteTimeoutSeconds * 1000;
+    this.tamperCheck = new TokenTamperCheck(cipher);
+    this.grants = new GrantReleaser(cipher, audit);
     // The session lookup is on every request and every upgrade: one prepared statement.
     this.selectById = db.sqlite.prepare(
       `SELECT id, account_id AS accountId, secret_hash AS secretHash, provider, created_at AS createdAt,
@@ -147,10 +303,7 @@ export class SessionStore {
         lastSeenAt: now,
         expiresAt,
         userAgent: input.userAgent.slice(0, USER_AGENT_MAX),
-        accessToken: this.cipher.seal(input.tokens.accessToken, associatedData(id, "access_token")),
-        accessTokenExpiresAt: input.tokens.accessTokenExpiresAt,
-        refreshToken: this.sealOptional(input.tokens.refreshToken, id, "refresh_token"),
-        idToken: this.sealOptional(input.tokens.idToken, id, "id_token"),
+        ...sealTokens(this.cipher, id, input.tokens),
         providerSid: input.providerSid ?? null,
       })
       .run();
@@ -159,18 +312,18 @@ export class SessionStore {
     if (row === undefined) {
       throw new Error("session vanished right after insert");
     }
-    return { session: this.toSession(row), token: `${id}.${secret}` };
+    return { session: sessionFromRow(row, this.idleMs), token: `${id}.${secret}` };
   }
 
   /**
    * The session a cookie names, or null. Slides the idle window unless `slide` is false.
    */
   validate(token: string, options: { slide: boolean }): Session | null {
-    const match = TOKEN_PATTERN.exec(token);
-    if (match === null) {
+    const parsed = parseToken(token);
+    if (parsed === null) {
       return null;
     }
-    const [, id, secret] = match as unknown as [string, string, string];
+    const { id, secret } = parsed;
     const row = this.selectById.get(id);
     if (row === undefined) {
       return null;
@@ -187,8 +340,8 @@ export class SessionStore {
       this.db.orm.update(sessions).set({ lastSeenAt: now }).where(eq(sessions.id, row.id)).run();
       row.lastSeenAt = now;
     }
-    const session = this.toSession(row);
-    this.sealedAtValidation.set(session, sealedTokens(row));
+    const session = sessionFromRow(row, this.idleMs);
+    this.tamperCheck.validated(session, row);
     return session;
   }
 
@@ -209,7 +362,7 @@ export class SessionStore {
       this.end(row.id, row.accountId, "expired");
       return null;
     }
-    return this.toSession(row);
+    return sessionFromRow(row, this.idleMs);
   }
 
   list(accountId: string, currentId: string): SessionListing[] {
@@ -276,7 +429,7 @@ export class SessionStore {
    */
   adoptEnded(row: { id: string; accountId: string; provider: string; refreshToken: string | null }, reason: SessionEndReason): void {
     this.announce(row.id, row.accountId, reason);
-    this.releaseGrant(row, reason);
+    this.grants.release(row, reason);
   }
 
   /** Deletes every session past its idle or absolute expiry. */
@@ -291,49 +444,25 @@ export class SessionStore {
    * swept), a new login replacing the session (SECURITY.md I43).
    */
   setGrantRevoker(revoker: GrantRevoker): void {
-    this.revoker = revoker;
+    this.grants.setRevoker(revoker);
   }
 
   /** Resolves once every revocation started so far has been answered or has failed. */
-  async revocationsSettled(): Promise<void> {
-    await Promise.all([...this.revocations]);
+  revocationsSettled(): Promise<void> {
+    return this.grants.settled();
   }
 
-  /**
-   * Throws {@link DecryptionError} when a stored provider token no longer authenticates
-   * (SECURITY.md D17), for routes that send none of them. AES-GCM over the same ciphertext
-   * and associated data answers the same every time, so the exact ciphertexts that passed
-   * once are remembered (ciphertext only, never a plaintext) and only a changed one is
-   * opened again: three decryptions per /api request cost a tenth of the relay's CPU (issue 14).
-   */
+  /** Throws {@link DecryptionError} when a stored provider token no longer authenticates (see {@link TokenTamperCheck}). */
   checkTokens(session: Session): void {
-    const sessionId = session.id;
-    // The row this request's validation read, or (for a session from elsewhere) a fresh read.
-    const seen = this.sealedAtValidation.get(session);
-    if (seen !== undefined && this.intact.get(sessionId) === seen) return;
-    const row = this.selectById.get(sessionId);
-    if (row === undefined || row.accessToken === null) return;
-    const sealed = sealedTokens(row);
-    if (this.intact.get(sessionId) === sealed) return;
-    this.cipher.open(row.accessToken, associatedData(sessionId, "access_token"));
-    this.openOptional(row.refreshToken, sessionId, "refresh_token");
-    this.openOptional(row.idToken, sessionId, "id_token");
-    this.intact.set(sessionId, sealed);
+    if (this.tamperCheck.passedAtValidation(session)) return;
+    const row = this.selectById.get(session.id);
+    if (row !== undefined) this.tamperCheck.verify(session.id, row);
   }
 
   /** Opens the session's provider tokens. Throws {@link DecryptionError} on tampering. */
   readTokens(sessionId: string): ProviderTokens | null {
     const row = this.selectById.get(sessionId);
-    if (row === undefined || row.accessToken === null) {
-      return null;
-    }
-    return {
-      accessToken: this.cipher.open(row.accessToken, associatedData(sessionId, "access_token")),
-      accessTokenExpiresAt: row.accessTokenExpiresAt,
-      refreshToken: this.openOptional(row.refreshToken, sessionId, "refresh_token"),
-      refreshTokenExpiresAt: null,
-      idToken: this.openOptional(row.idToken, sessionId, "id_token"),
-    };
+    return row === undefined ? null : openTokens(this.cipher, sessionId, row);
   }
 
   /**
@@ -346,10 +475,7 @@ export class SessionStore {
     const result = this.db.orm
       .update(sessions)
       .set({
-        accessToken: this.cipher.seal(tokens.accessToken, associatedData(sessionId, "access_token")),
-        accessTokenExpiresAt: tokens.accessTokenExpiresAt,
-        refreshToken: this.sealOptional(tokens.refreshToken, sessionId, "refresh_token"),
-        idToken: this.sealOptional(tokens.idToken, sessionId, "id_token"),
+        ...sealTokens(this.cipher, sessionId, tokens),
         version: sql`${sessions.version} + 1`,
         ...(refreshCap === null ? {} : { expiresAt: sql`min(${sessions.expiresAt}, ${refreshCap})` }),
       })
@@ -377,73 +503,20 @@ export class SessionStore {
       .all();
     for (const row of ended) {
       this.announce(row.id, row.accountId, reason);
-      this.releaseGrant(row, reason);
+      this.grants.release(row, reason);
     }
     return ended.length;
   }
 
-  /**
-   * Best effort and never awaited: a slow or unreachable provider must not hold up a
-   * logout, a callback or a request that found its session expired. A failure is audited;
-   * the session is over either way (ASVS 7.4.1).
-   */
-  private releaseGrant(row: { id: string; provider: string; refreshToken: string | null }, reason: SessionEndReason): void {
-    // The provider refused this grant itself: nothing left to revoke.
-    if (reason === "refresh_refused" || row.refreshToken === null || this.revoker === null) {
-      return;
-    }
-    let refreshToken: string;
-    try {
-      refreshToken = this.cipher.open(row.refreshToken, associatedData(row.id, "refresh_token"));
-    } catch (error) {
-      if (!(error instanceof DecryptionError)) throw error;
-      this.audit.write("crypto.decrypt.failed", { sessionId: row.id, reason: "refresh token at session end", detail: error.message });
-      return;
-    }
-    const revocation: Promise<void> = this.revoker({ sessionId: row.id, provider: row.provider, refreshToken })
-      .catch((error: unknown) => {
-        this.audit.write("token.revoke.failed", {
-          sessionId: row.id,
-          provider: row.provider,
-          detail: error instanceof Error ? error.message : "revocation failed",
-        });
-      })
-      .finally(() => this.revocations.delete(revocation));
-    this.revocations.add(revocation);
-  }
-
   private announce(sessionId: string, accountId: string, reason: SessionEndReason): void {
-    const event = reason === "logout" ? "session.logged_out" : reason === "expired" ? "session.expired" : "session.revoked";
-    this.audit.write(event, { sessionId, accountId, reason });
+    this.audit.write(sessionEndEvent(reason), { sessionId, accountId, reason });
     this.events.publishEnded({ sessionId, accountId, reason });
   }
 
-  private toSession(row: SessionRow): Session {
-    return {
-      id: row.id,
-      accountId: row.accountId,
-      provider: row.provider,
-      createdAt: row.createdAt,
-      lastSeenAt: row.lastSeenAt,
-      expiresAt: row.expiresAt,
-      idleExpiresAt: Math.min(row.lastSeenAt + this.idleMs, row.expiresAt),
-      userAgent: row.userAgent,
-      accessTokenExpiresAt: row.accessTokenExpiresAt,
-      version: row.version,
-    };
-  }
-
-  private sealOptional(value: string | null, sessionId: string, field: TokenField): string | null {
-    return value === null ? null : this.cipher.seal(value, associatedData(sessionId, field));
-  }
-
-  private openOptional(value: string | null, sessionId: string, field: TokenField): string | null {
-    return value === null ? null : this.cipher.open(value, associatedData(sessionId, field));
-  }
 }
 
 /** A session row's three token ciphertexts as one string, to compare with what passed before. */
-function sealedTokens(row: { accessToken: string | null; refreshToken: string | null; idToken: string | null }): string {
+function sealedTokens(row: SealedRow): string {
   return `${row.accessToken ?? ""} ${row.refreshToken ?? ""} ${row.idToken ?? ""}`;
 }
 

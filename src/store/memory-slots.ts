@@ -2,12 +2,15 @@ import type { RandomBytes } from "../clock";
 import { randomToken } from "../crypto/random";
 import type { SocketSlots } from "./types";
 
+/** The SQLite engine spends tickets in its file: `admit` is composed there (src/store/sqlite). */
+type MemorySlots = Omit<SocketSlots, "admit">;
+
 /**
  * Socket slots in this process's memory: the SQLite engine is one node, so the sockets it
  * counts are all there are. Claimed synchronously inside the promise, so of parallel
  * upgrades of one session exactly `cap` get a slot.
  */
-export class MemorySocketSlots implements SocketSlots {
+export class MemorySocketSlots implements MemorySlots {
   private readonly bySession = new Map<string, Set<string>>();
   private readonly sessionOf = new Map<string, string>();
 

@@ -44,6 +44,12 @@ export interface SessionRepository {
   }>;
   /** The session a token names, or null (unknown, forged or expired: expiry ends it). Slides the idle window once a minute at most. */
   validate(token: string, options: { slide: boolean }): Promise<Session | null>;
+  /**
+   * {@link validate}, then the session's account as `AccountRepository.find(session.accountId,
+   * session.provider)` finds it; null when either is missing (a blocked account's session
+   * opens nothing). What every request with a cookie asks: one round trip on PostgreSQL.
+   */
+  authenticate(token: string, options: { slide: boolean }): Promise<{ session: Session; account: Account } | null>;
   /** Activity seen on a relayed socket at `at`; never revives an idle session. */
   touch(sessionId: string, at: number): Promise<void>;
   /** The session by id if it still lives, without sliding (the socket recheck). */
@@ -138,10 +144,26 @@ export interface OperatorActionQueue {
 export interface SocketSlots {
   /** A slot for one more socket of the session, or null when it already holds `cap`. */
   claim(sessionId: string, cap: number): Promise<string | null>;
+  /**
+   * The upgrade's steps 4-6 (SECURITY.md E22) in this order: spends the one-time ticket
+   * (whatever follows, it is spent), checks that it is `sessionId`'s, then claims a slot as
+   * {@link claim} does. One round trip on PostgreSQL.
+   */
+  admit(ticket: string, sessionId: string, cap: number): Promise<SocketAdmission>;
   release(slot: string): Promise<void>;
   /** Keeps this node's slots from lapsing (called on every registry recheck). */
   renew(): Promise<void>;
 }
+
+/** What {@link SocketSlots.admit} decided: a slot, or which step refused. */
+export type SocketAdmission =
+  | { status: "admitted"; slot: string }
+  /** The ticket: never issued, already spent, or past its expiry (and now spent). */
+  | { status: "unknown" | "expired" }
+  /** The ticket was another session's (and is now spent). */
+  | { status: "wrong_session" }
+  /** The session holds `cap` sockets already. */
+  | { status: "full" };
 
 /** Logins in progress; each is consumed once (RFC 9700 4.7.1). */
 export interface LoginAttemptRepository {

@@ -15,7 +15,7 @@ import { acceptKey } from "./frames";
 import { Relay, type RelayLimits } from "./relay";
 import { GOING_AWAY, SESSION_ENDED, type LiveConnection, type SocketRegistry } from "./registry";
 import { buildWebSocketRoutes, resolveWebSocketRoute } from "./routes";
-import type { AccountRepository, SessionRepository, SocketSlots, TicketRepository } from "../store/types";
+import type { SessionRepository, SocketSlots } from "../store/types";
 
 const TICKET_PREFIX = "ticket.";
 const BACKEND_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -31,9 +31,7 @@ const MAX_UPGRADES_IN_PROGRESS = 1_000;
 export interface GateDeps {
   config: Config;
   sessions: SessionRepository;
-  accounts: AccountRepository;
-  tickets: TicketRepository;
-  /** WS_MAX_SOCKETS_PER_SESSION, counted across every node on the database. */
+  /** Spends tickets and counts WS_MAX_SOCKETS_PER_SESSION across every node on the database. */
   socketSlots: SocketSlots;
   registry: SocketRegistry;
   signer: AssertionSigner;
@@ -166,9 +164,9 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       if (origin === undefined || !allowedOrigins.has(origin)) throw new Refusal(403, "origin", "origin not allowed");
       // 3. The session cookie.
       const token = readCookie(headerValue(req, "cookie"), SESSION_COOKIE);
-      const session = token === null ? null : await deps.sessions.validate(token, { slide: true });
-      const account = session === null ? null : await deps.accounts.find(session.accountId, session.provider);
-      if (session === null || account === null) throw new Refusal(401, "no_session", "no valid session");
+      const found = token === null ? null : await deps.sessions.authenticate(token, { slide: true });
+      if (found === null) throw new Refusal(401, "no_session", "no valid session");
+      const { session, account } = found;
       upgrade.sessionId = session.id;
       // SECURITY.md H34: per session as well as per IP, so one session cannot get around the
       // limit from rotating addresses. Taken before the ticket: a refusal leaves it unspent.
@@ -182,18 +180,19 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       // 4. A one-time ticket, in the subprotocol header so it never reaches an access log.
       const ticket = protocols.find((p) => p.startsWith(TICKET_PREFIX))?.slice(TICKET_PREFIX.length);
       if (ticket === undefined) throw new Refusal(401, "bad_ticket", "no ticket");
-      const redeemed = await deps.tickets.redeem(ticket);
-      if (redeemed.status !== "valid") throw new Refusal(401, "bad_ticket", `ticket ${redeemed.status}`);
-      // 5. The ticket must be this session's: a ticket leaked from one session opens nothing
-      // for another (and it is spent now, so the leak cannot be retried).
-      if (redeemed.sessionId !== session.id) throw new Refusal(403, "wrong_session", "ticket of another session");
+      // Refused before the ticket is spent: the browser may retry with it.
       // test/ws/gate-busy.test.ts holds 1,000 upgrades at a stalled backend to prove this cap.
       if (upgradesInProgress >= MAX_UPGRADES_IN_PROGRESS) throw new Refusal(503, "busy", "too many upgrades in progress");
-      // 6. A cap on sockets per session (WebSocket cheat sheet: bound what one user holds),
-      // across every node: the slot counts from now on, so the cap holds for upgrades made
-      // in parallel, here or on another node.
-      const slot = await deps.socketSlots.claim(session.id, config.wsMaxSocketsPerSession);
-      if (slot === null) throw new Refusal(429, "too_many_sockets", "too many sockets");
+      // 5. The ticket is spent (whatever follows) and must be this session's: a ticket leaked
+      // from one session opens nothing for another, and cannot be retried. 6. A cap on
+      // sockets per session (WebSocket cheat sheet: bound what one user holds), across every
+      // node: the slot counts from now on, so the cap holds for upgrades made in parallel,
+      // here or on another node. Both in one call to the store, in this order.
+      const admission = await deps.socketSlots.admit(ticket, session.id, config.wsMaxSocketsPerSession);
+      if (admission.status === "wrong_session") throw new Refusal(403, "wrong_session", "ticket of another session");
+      if (admission.status === "full") throw new Refusal(429, "too_many_sockets", "too many sockets");
+      if (admission.status !== "admitted") throw new Refusal(401, "bad_ticket", `ticket ${admission.status}`);
+      const { slot } = admission;
       const releaseSlot = (): void => {
         deps.socketSlots.release(slot).catch(() => {
           // The database is away: the slot lapses with its node's next renewal missing it.

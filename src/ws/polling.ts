@@ -50,7 +50,7 @@ export function longPollingRoutes(deps: LongPollingDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const routes = buildWebSocketRoutes(config);
   const publicProto = new URL(config.publicOrigin).protocol.replace(":", "");
-  const session = sessionMiddleware(deps.sessions, deps.accounts);
+  const session = sessionMiddleware(deps.sessions);
   const rateLimit = rateLimitMiddleware("polling", new RateLimiter(config.rateLimits.api, deps.clock), audit, deps.metrics);
   const csrf = csrfOnEveryMethod(new Set(config.allowedOrigins), audit);
   const unregister = (poll: HeldPoll): void => deps.registry.remove(poll);

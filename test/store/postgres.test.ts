@@ -58,6 +58,39 @@ describe("PostgreSQL engine", () => {
     }
   });
 
+  it("commits a connection setup's writes asynchronously, and only them: the next statement on the connection (a logout, say) commits synchronously", async () => {
+    const url = await createTestDatabase();
+    urls.push(url);
+    await migratePostgres(url);
+    const sql = postgres(url, { max: 1, onnotice: () => {} });
+    try {
+      await sql`INSERT INTO accounts (id, display_name, created_at) VALUES ('acct', 'A', 0)`;
+      await sql`INSERT INTO sessions (id, account_id, secret_hash, provider, created_at, last_seen_at, expires_at, user_agent)
+                VALUES ('sess', 'acct', '\\x00', 'demo', 0, 0, 1000000000000, 'test')`;
+      const setting = async (): Promise<string> => (await sql`SELECT current_setting('synchronous_commit') AS v`)[0]?.v as string;
+      expect(await setting()).toBe("on");
+      // Each function, inside a transaction: off until that transaction commits.
+      const inside = await sql.begin(async (tx) => {
+        await tx`SELECT portcullis_issue_ticket('hash-1', 'sess', 1000000000000)`;
+        const afterIssue = (await tx`SELECT current_setting('synchronous_commit') AS v`)[0]?.v;
+        await tx`SELECT portcullis_admit_socket('hash-1', 'sess', 'slot-1', 'node', 0, 1000000000000, 4)`;
+        await tx`SELECT portcullis_release_socket('slot-1')`;
+        return afterIssue;
+      });
+      expect(inside).toBe("off");
+      // On its own, each is its own transaction; the connection's setting is untouched after it.
+      await sql`SELECT portcullis_issue_ticket('hash-2', 'sess', 1000000000000)`;
+      expect(await setting()).toBe("on");
+      expect((await sql`SELECT portcullis_admit_socket('hash-2', 'sess', 'slot-2', 'node', 0, 1000000000000, 4) AS o`)[0]?.o).toBe("slot-2");
+      expect(await setting()).toBe("on");
+      await sql`SELECT portcullis_release_socket('slot-2')`;
+      expect(await setting()).toBe("on");
+      expect((await sql`SELECT count(*)::int AS n FROM live_sockets`)[0]?.n).toBe(0);
+    } finally {
+      await sql.end();
+    }
+  });
+
   describe("the socket claim (one statement: portcullis_claim_socket)", () => {
     let engine: Engine;
     let a: Store;

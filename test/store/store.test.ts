@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { EndedGrant, ProviderTokens } from "../../src/auth/session";
 import type { SessionEnded } from "../../src/auth/session-events";
+import { DecryptionError } from "../../src/crypto/token-cipher";
 import type { Store } from "../../src/store/types";
 import { openEngine, type Engine, type EngineName } from "./engines";
 
@@ -163,6 +164,66 @@ describe.each<EngineName>(["sqlite", "postgres"])("the %s store", (engineName) =
       await b.sessions.revocationsSettled();
       expect(revoked).toEqual([{ sessionId: logout.id, provider: "demo", refreshToken: "rt-logout" }]);
       for (const node of [a, b, c]) node.sessions.setGrantRevoker(async () => {});
+    });
+  });
+
+  describe("authenticate: the session and its account in one lookup", () => {
+    it("answers as validate and accounts.find do together, on any node, and slides the same way", async () => {
+      const { id, accountId, token } = await newSession(a);
+      const found = await b.sessions.authenticate(token, { slide: false });
+      expect(found).toEqual({
+        session: await c.sessions.validate(token, { slide: false }),
+        account: { id: accountId, displayName: `User ${serial}`, providerSubject: `user-${serial}` },
+      });
+      expect(found?.session.id).toBe(id);
+      engine.clock.advance(MINUTE);
+      expect((await c.sessions.authenticate(token, { slide: false }))?.session.lastSeenAt).toBe(found?.session.lastSeenAt);
+      expect((await c.sessions.authenticate(token, { slide: true }))?.session.lastSeenAt).toBe(engine.clock.now());
+      expect((await a.sessions.validate(token, { slide: false }))?.lastSeenAt).toBe(engine.clock.now());
+    });
+
+    it("refuses a forged secret, a malformed token, an expired session (ending it) and a blocked account's session", async () => {
+      const { id, token } = await newSession(a);
+      expect(await b.sessions.authenticate(`${id}.${"a".repeat(40)}`, { slide: true })).toBeNull();
+      expect(await b.sessions.authenticate(`${token}x`, { slide: true })).toBeNull();
+      expect(await b.sessions.authenticate(token, { slide: true })).not.toBeNull();
+
+      const blocked = await newSession(b);
+      await engine.exec(`INSERT INTO account_blocks (account_id, blocked_at, blocked_by, reason) VALUES ('${blocked.accountId}', 0, 'op', 'test')`);
+      expect(await c.sessions.authenticate(blocked.token, { slide: true })).toBeNull();
+      // Refused, not ended: the block is what refuses it.
+      expect(await c.sessions.validate(blocked.token, { slide: false })).not.toBeNull();
+
+      engine.clock.advance(30 * MINUTE);
+      expect(await c.sessions.authenticate(token, { slide: true })).toBeNull();
+      expect(await a.sessions.findLive(id)).toBeNull();
+    });
+
+    it("finds the account's subject at the session's own provider", async () => {
+      const { account } = await a.accounts.findOrCreate({ issuer: "https://b.example", subject: "beta-sub", displayName: "Two Providers" }, "beta");
+      const { token } = await b.sessions.create({ accountId: account.id, provider: "gamma", userAgent: "test", tokens: tokens("gamma") });
+      expect((await c.sessions.authenticate(token, { slide: false }))?.account).toEqual({ id: account.id, displayName: "Two Providers", providerSubject: null });
+    });
+  });
+
+  describe("the provider-token tamper check (SECURITY.md D17)", () => {
+    it("passes intact tokens, and throws on a changed ciphertext even after the same session passed", async () => {
+      const { id, token } = await newSession(a, { idToken: "id-token" });
+      const first = await b.sessions.authenticate(token, { slide: false });
+      await b.sessions.checkTokens(first!.session);
+      // The same node again: the ciphertexts are remembered as intact, so this is where a cache keyed by session alone would pass.
+      const again = await b.sessions.authenticate(token, { slide: false });
+      await b.sessions.checkTokens(again!.session);
+      const row = await c.sessions.readTokens(id);
+      expect(row?.idToken).toBe("id-token");
+      // One bit of the sealed ID token flipped in the database (its last base64url character changed).
+      await engine.exec(
+        `UPDATE sessions SET id_token = substr(id_token, 1, length(id_token) - 1) || CASE WHEN substr(id_token, length(id_token)) = 'A' THEN 'B' ELSE 'A' END WHERE id = '${id}'`,
+      );
+      const tampered = await b.sessions.authenticate(token, { slide: false });
+      await expect(b.sessions.checkTokens(tampered!.session)).rejects.toThrow(DecryptionError);
+      // And on a node that never saw the session.
+      await expect(c.sessions.checkTokens((await c.sessions.authenticate(token, { slide: false }))!.session)).rejects.toThrow(DecryptionError);
     });
   });
 
@@ -379,6 +440,39 @@ describe.each<EngineName>(["sqlite", "postgres"])("the %s store", (engineName) =
       // Another session has its own slots.
       const other = await newSession(b);
       expect(await c.socketSlots.claim(other.id, 4)).not.toBeNull();
+    });
+
+    it("admit: spends the ticket first, then checks its session, then claims a slot; exactly one of 20 parallel admissions over three nodes", async () => {
+      const { id } = await newSession(a);
+      const nodes = [a, b, c];
+      const { ticket } = await b.tickets.issue(id);
+      const outcomes = await Promise.all(Array.from({ length: 20 }, (_, i) => (nodes[i % 3] as Store).socketSlots.admit(ticket, id, 4)));
+      const admitted = outcomes.filter((o) => o.status === "admitted");
+      expect(admitted).toHaveLength(1);
+      expect(outcomes.filter((o) => o.status === "unknown")).toHaveLength(19);
+
+      // Another session's ticket is spent by the attempt, and claims nothing.
+      const other = await newSession(b);
+      const { ticket: foreign } = await c.tickets.issue(other.id);
+      expect(await a.socketSlots.admit(foreign, id, 4)).toEqual({ status: "wrong_session" });
+      expect(await b.socketSlots.admit(foreign, other.id, 4)).toEqual({ status: "unknown" });
+
+      // The cap: three more fit beside the first, the fifth is refused and its ticket is spent.
+      for (let i = 0; i < 3; i++) {
+        expect((await nodes[i]!.socketSlots.admit((await a.tickets.issue(id)).ticket, id, 4)).status).toBe("admitted");
+      }
+      const fifth = (await a.tickets.issue(id)).ticket;
+      expect(await c.socketSlots.admit(fifth, id, 4)).toEqual({ status: "full" });
+      expect(await c.socketSlots.admit(fifth, id, 5)).toEqual({ status: "unknown" });
+      // A released slot is free again; an expired ticket is refused as expired (and spent).
+      const first = admitted[0] as { status: "admitted"; slot: string };
+      await a.socketSlots.release(first.slot);
+      const late = (await b.tickets.issue(id)).ticket;
+      expect((await a.socketSlots.admit((await b.tickets.issue(id)).ticket, id, 4)).status).toBe("admitted");
+      engine.clock.advance(30_000);
+      expect(await c.socketSlots.admit(late, id, 5)).toEqual({ status: "expired" });
+      expect(await c.socketSlots.admit(late, id, 5)).toEqual({ status: "unknown" });
+      expect(await c.socketSlots.admit("not-a-ticket", id, 5)).toEqual({ status: "unknown" });
     });
 
     it("counts live sessions on any node", async () => {

@@ -1,4 +1,4 @@
-import { and, asc, eq, notExists, sql } from "drizzle-orm";
+import { and, asc, eq, notExists, sql, type SQL, type SQLWrapper } from "drizzle-orm";
 import type { Account } from "../../auth/accounts";
 import type { ProviderIdentity } from "../../auth/providers";
 import type { Clock, RandomBytes } from "../../clock";
@@ -10,9 +10,28 @@ import type { AccountRepository } from "../types";
 /** Another node created this identity's account between our look and our insert. */
 class LostRace extends Error {}
 
+/** An {@link Account}'s columns, its subject being its first identity at `provider` (a column or a placeholder). */
+export function accountFields(orm: PgORM, provider: SQLWrapper) {
+  const subject = orm
+    .select({ subject: identities.subject })
+    .from(identities)
+    .where(and(eq(identities.accountId, accounts.id), eq(identities.provider, provider)))
+    .orderBy(asc(identities.createdAt))
+    .limit(1);
+  return { id: accounts.id, displayName: accounts.displayName, providerSubject: sql<string | null>`(${subject})` };
+}
+
+/**
+ * A blocked account is not found: its sessions are refused everywhere from the moment the
+ * block is written, on every node, even before they are deleted.
+ */
+export function accountNotBlocked(orm: PgORM): SQL {
+  return notExists(orm.select({ one: sql`1` }).from(accountBlocks).where(eq(accountBlocks.accountId, accounts.id)));
+}
+
 /** Accounts and their (issuer, subject) identities (OIDC Core 5.7), as `AccountStore`. */
 export class PostgresAccounts implements AccountRepository {
-  /** Run on every request with a session: prepared, one round trip (see sessions.ts). */
+  /** Prepared (see sessions.ts); a request's session lookup joins the same columns (`authenticate`). */
   private readonly findStatement;
 
   constructor(
@@ -20,18 +39,10 @@ export class PostgresAccounts implements AccountRepository {
     private readonly clock: Clock,
     private readonly randomBytes: RandomBytes,
   ) {
-    const subject = orm
-      .select({ subject: identities.subject })
-      .from(identities)
-      .where(and(eq(identities.accountId, accounts.id), eq(identities.provider, sql.placeholder("provider"))))
-      .orderBy(asc(identities.createdAt))
-      .limit(1);
     this.findStatement = orm
-      .select({ id: accounts.id, displayName: accounts.displayName, providerSubject: sql<string | null>`(${subject})` })
+      .select(accountFields(orm, sql.placeholder("provider")))
       .from(accounts)
-      // A blocked account is not found: its sessions are refused everywhere from the moment
-      // the block is written, on every node, even before they are deleted.
-      .where(and(eq(accounts.id, sql.placeholder("id")), notExists(orm.select({ one: sql`1` }).from(accountBlocks).where(eq(accountBlocks.accountId, accounts.id)))))
+      .where(and(eq(accounts.id, sql.placeholder("id")), accountNotBlocked(orm)))
       .limit(1)
       .prepare("account_find");
   }

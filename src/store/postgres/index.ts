@@ -65,7 +65,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     sessions: new PostgresSessions(db.orm, cipher, bus, audit, clock, randomBytes, options.sessions, options.onError),
     accounts: new PostgresAccounts(db.orm, clock, randomBytes),
     loginAttempts: new PostgresLoginAttempts(db.orm, cipher, clock, randomBytes),
-    tickets: new PostgresTickets(db.orm, clock, randomBytes, options.ticketTTLSeconds),
+    tickets: new PostgresTickets(db.orm, db.sql, clock, randomBytes, options.ticketTTLSeconds),
     refreshLease: new PollingRefreshLease(new PostgresLeaseTable(db.orm), clock, randomBytes, options.lease),
     events: bus,
     logoutTokenJTIs: new PostgresLogoutTokenJTIs(db.orm, clock),

@@ -1,8 +1,10 @@
 import { and, desc, eq, gt, lte, notInArray, sql } from "drizzle-orm";
 import {
+  attemptFromRow,
   HANDLE_MAX,
   LOGIN_ATTEMPT_TTL_SECONDS,
   MAX_ATTEMPTS_PER_BROWSER,
+  sealAttemptSecrets,
   SECRET_BYTES,
   type LoginAttempt,
 } from "../../auth/login-attempts";
@@ -51,8 +53,7 @@ export class PostgresLoginAttempts implements LoginAttemptRepository {
       id,
       browser,
       provider: input.provider,
-      codeVerifier: this.cipher.seal(attempt.codeVerifier, `portcullis/login/${id}/verifier`),
-      nonce: this.cipher.seal(attempt.nonce, `portcullis/login/${id}/nonce`),
+      ...sealAttemptSecrets(this.cipher, id, attempt),
       returnTo: input.returnTo,
       previousSessionId: input.previousSession?.id ?? null,
       previousAccountId: input.previousSession?.accountId ?? null,
@@ -83,17 +84,7 @@ export class PostgresLoginAttempts implements LoginAttemptRepository {
     if (row === undefined || row.expiresAt <= this.clock.now()) {
       return null;
     }
-    return {
-      provider: row.provider,
-      returnTo: row.returnTo,
-      state,
-      codeVerifier: this.cipher.open(row.codeVerifier, `portcullis/login/${id}/verifier`),
-      nonce: this.cipher.open(row.nonce, `portcullis/login/${id}/nonce`),
-      previousSession:
-        row.previousSessionId !== null && row.previousAccountId !== null
-          ? { id: row.previousSessionId, accountId: row.previousAccountId }
-          : null,
-    };
+    return attemptFromRow(this.cipher, id, state, row);
   }
 
   async pending(handle: string): Promise<number> {

@@ -1,18 +1,23 @@
 import { and, eq, gt, lte, ne, or, sql, type SQL } from "drizzle-orm";
+import type { Account } from "../../auth/accounts";
 import type { AuditLog } from "../../audit/log";
 import {
-  associatedData,
+  GrantReleaser,
   ID_BYTES,
+  openTokens,
+  parseToken,
+  sealTokens,
   SECRET_BYTES,
+  sessionEndEvent,
+  sessionFromRow,
   SLIDE_THROTTLE_MS,
-  TOKEN_PATTERN,
+  TokenTamperCheck,
   USER_AGENT_MAX,
   type GrantRevoker,
   type ProviderTokens,
   type Session,
   type SessionListing,
   type SessionStoreOptions,
-  type TokenField,
 } from "../../auth/session";
 import type { SessionEndReason } from "../../auth/session-events";
 import type { Clock, RandomBytes } from "../../clock";
@@ -20,8 +25,9 @@ import { constantTimeEqual, sha256 } from "../../crypto/hash";
 import { randomToken } from "../../crypto/random";
 import { DecryptionError, type TokenCipher } from "../../crypto/token-cipher";
 import type { PgORM } from "../../db/postgres";
-import { refreshLeases, sessions } from "../../db/schema-pg";
+import { accounts, refreshLeases, sessions } from "../../db/schema-pg";
 import type { SessionRepository } from "../types";
+import { accountFields, accountNotBlocked } from "./accounts";
 import type { PostgresEventBus } from "./bus";
 
 type SessionRow = typeof sessions.$inferSelect;
@@ -35,6 +41,13 @@ type SessionRow = typeof sessions.$inferSelect;
 function preparedStatements(orm: PgORM) {
   return {
     byId: orm.select().from(sessions).where(eq(sessions.id, sql.placeholder("id"))).limit(1).prepare("session_by_id"),
+    byIdWithAccount: orm
+      .select({ session: sessions, account: accountFields(orm, sessions.provider) })
+      .from(sessions)
+      .leftJoin(accounts, and(eq(accounts.id, sessions.accountId), accountNotBlocked(orm)))
+      .where(eq(sessions.id, sql.placeholder("id")))
+      .limit(1)
+      .prepare("session_with_account"),
     slide: orm
       .update(sessions)
       .set({ lastSeenAt: sql`${sql.placeholder("now")}::bigint` })
@@ -65,9 +78,9 @@ function preparedStatements(orm: PgORM) {
 export class PostgresSessions implements SessionRepository {
   private readonly idleMs: number;
   private readonly absoluteMs: number;
-  private revoker: GrantRevoker | null = null;
-  private readonly revocations = new Set<Promise<void>>();
+  private readonly grants: GrantReleaser;
   private readonly statements: ReturnType<typeof preparedStatements>;
+  private readonly tamperCheck: TokenTamperCheck;
 
   constructor(
     private readonly orm: PgORM,
@@ -83,6 +96,8 @@ export class PostgresSessions implements SessionRepository {
     this.idleMs = options.idleTimeoutSeconds * 1000;
     this.absoluteMs = options.absoluteTimeoutSeconds * 1000;
     this.statements = preparedStatements(orm);
+    this.tamperCheck = new TokenTamperCheck(cipher);
+    this.grants = new GrantReleaser(cipher, audit);
   }
 
   async create(input: { accountId: string; provider: string; userAgent: string; tokens: ProviderTokens; providerSid?: string | null }): Promise<{
@@ -105,10 +120,7 @@ export class PostgresSessions implements SessionRepository {
         lastSeenAt: now,
         expiresAt: Math.min(now + this.absoluteMs, refreshCap),
         userAgent: input.userAgent.slice(0, USER_AGENT_MAX),
-        accessToken: this.cipher.seal(input.tokens.accessToken, associatedData(id, "access_token")),
-        accessTokenExpiresAt: input.tokens.accessTokenExpiresAt,
-        refreshToken: this.sealOptional(input.tokens.refreshToken, id, "refresh_token"),
-        idToken: this.sealOptional(input.tokens.idToken, id, "id_token"),
+        ...sealTokens(this.cipher, id, input.tokens),
         providerSid: input.providerSid ?? null,
       })
       .returning();
@@ -116,17 +128,44 @@ export class PostgresSessions implements SessionRepository {
       throw new Error("session insert returned no row");
     }
     this.audit.write("session.created", { sessionId: id, accountId: input.accountId, provider: input.provider });
-    return { session: this.toSession(row), token: `${id}.${secret}` };
+    return { session: sessionFromRow(row, this.idleMs), token: `${id}.${secret}` };
   }
 
   async validate(token: string, options: { slide: boolean }): Promise<Session | null> {
-    const match = TOKEN_PATTERN.exec(token);
-    if (match === null) {
+    const parsed = parseToken(token);
+    if (parsed === null) {
       return null;
     }
-    const [, id, secret] = match as unknown as [string, string, string];
-    const row = await this.row(id);
-    if (row === null || !constantTimeEqual(sha256(secret), row.secretHash)) {
+    const row = await this.row(parsed.id);
+    return row === null ? null : this.admit(row, parsed.secret, options);
+  }
+
+  /**
+   * {@link validate} and `accounts.find(session.accountId, session.provider)` in one
+   * statement: every request with a cookie asks both, and each round trip to the server
+   * costs the node more than the rest of its work on the request (issue 13).
+   */
+  async authenticate(token: string, options: { slide: boolean }): Promise<{ session: Session; account: Account } | null> {
+    const parsed = parseToken(token);
+    if (parsed === null) {
+      return null;
+    }
+    const [found] = await this.statements.byIdWithAccount.execute({ id: parsed.id });
+    if (found === undefined) {
+      return null;
+    }
+    const session = await this.admit(found.session, parsed.secret, options);
+    const { account } = found;
+    // The account is missing or blocked (see accountFields): the session stands, but opens nothing.
+    if (session === null || account === null) {
+      return null;
+    }
+    return { session, account };
+  }
+
+  /** The session `row` is, when `secret` is its secret and it has not expired (which ends it); slid when asked. */
+  private async admit(row: SessionRow, secret: string, options: { slide: boolean }): Promise<Session | null> {
+    if (!constantTimeEqual(sha256(secret), row.secretHash)) {
       return null;
     }
     const now = this.clock.now();
@@ -138,7 +177,9 @@ export class PostgresSessions implements SessionRepository {
       await this.statements.slide.execute({ id: row.id, now });
       row.lastSeenAt = now;
     }
-    return this.toSession(row);
+    const session = sessionFromRow(row, this.idleMs);
+    this.tamperCheck.validated(session, row);
+    return session;
   }
 
   async touch(sessionId: string, at: number): Promise<void> {
@@ -155,7 +196,7 @@ export class PostgresSessions implements SessionRepository {
       await this.end(row.id, row.accountId, "expired");
       return null;
     }
-    return this.toSession(row);
+    return sessionFromRow(row, this.idleMs);
   }
 
   async list(accountId: string, currentId: string): Promise<SessionListing[]> {
@@ -208,7 +249,7 @@ export class PostgresSessions implements SessionRepository {
 
   async adoptEnded(row: { id: string; accountId: string; provider: string; refreshToken: string | null }, reason: SessionEndReason): Promise<void> {
     await this.announce(row.id, row.accountId, reason);
-    this.releaseGrant(row, reason);
+    this.grants.release(row, reason);
   }
 
   async countLive(): Promise<number> {
@@ -228,29 +269,23 @@ export class PostgresSessions implements SessionRepository {
   }
 
   setGrantRevoker(revoker: GrantRevoker): void {
-    this.revoker = revoker;
+    this.grants.setRevoker(revoker);
   }
 
-  async revocationsSettled(): Promise<void> {
-    await Promise.all([...this.revocations]);
+  revocationsSettled(): Promise<void> {
+    return this.grants.settled();
   }
 
   async readTokens(sessionId: string): Promise<ProviderTokens | null> {
     const row = await this.row(sessionId);
-    if (row === null || row.accessToken === null) {
-      return null;
-    }
-    return {
-      accessToken: this.cipher.open(row.accessToken, associatedData(sessionId, "access_token")),
-      accessTokenExpiresAt: row.accessTokenExpiresAt,
-      refreshToken: this.openOptional(row.refreshToken, sessionId, "refresh_token"),
-      refreshTokenExpiresAt: null,
-      idToken: this.openOptional(row.idToken, sessionId, "id_token"),
-    };
+    return row === null ? null : openTokens(this.cipher, sessionId, row);
   }
 
+  /** Throws {@link DecryptionError} when a stored provider token no longer authenticates (see {@link TokenTamperCheck}). */
   async checkTokens(session: Session): Promise<void> {
-    await this.readTokens(session.id);
+    if (this.tamperCheck.passedAtValidation(session)) return;
+    const row = await this.row(session.id);
+    if (row !== null) this.tamperCheck.verify(session.id, row);
   }
 
   async replaceTokens(sessionId: string, expectedVersion: number, tokens: ProviderTokens): Promise<boolean> {
@@ -258,10 +293,7 @@ export class PostgresSessions implements SessionRepository {
     const swapped = await this.orm
       .update(sessions)
       .set({
-        accessToken: this.cipher.seal(tokens.accessToken, associatedData(sessionId, "access_token")),
-        accessTokenExpiresAt: tokens.accessTokenExpiresAt,
-        refreshToken: this.sealOptional(tokens.refreshToken, sessionId, "refresh_token"),
-        idToken: this.sealOptional(tokens.idToken, sessionId, "id_token"),
+        ...sealTokens(this.cipher, sessionId, tokens),
         version: sql`${sessions.version} + 1`,
         ...(refreshCap === null ? {} : { expiresAt: sql`least(${sessions.expiresAt}, ${refreshCap}::bigint)` }),
       })
@@ -303,68 +335,18 @@ export class PostgresSessions implements SessionRepository {
       SELECT id, account_id, provider, refresh_token, ${this.events.notifyEnded({ sessionId: sql`id`, accountId: sql`account_id` }, reason)}
       FROM ended`);
     for (const row of ended) {
-      this.audit.write(auditEvent(reason), { sessionId: row.id, accountId: row.account_id, reason });
+      this.audit.write(sessionEndEvent(reason), { sessionId: row.id, accountId: row.account_id, reason });
       this.events.deliverLocally({ sessionId: row.id, accountId: row.account_id, reason });
-      this.releaseGrant({ id: row.id, provider: row.provider, refreshToken: row.refresh_token }, reason);
+      this.grants.release({ id: row.id, provider: row.provider, refreshToken: row.refresh_token }, reason);
     }
     return ended.length;
   }
 
   /** Audit event, then the end published on every node (this one's sockets close at once). */
   private announce(sessionId: string, accountId: string, reason: SessionEndReason): Promise<void> {
-    this.audit.write(auditEvent(reason), { sessionId, accountId, reason });
+    this.audit.write(sessionEndEvent(reason), { sessionId, accountId, reason });
     return this.events.publish({ sessionId, accountId, reason }).catch(this.onPublishFailed);
   }
 
-  /** Best effort, never awaited (see SessionStore.releaseGrant): the session is over either way. */
-  private releaseGrant(row: { id: string; provider: string; refreshToken: string | null }, reason: SessionEndReason): void {
-    if (reason === "refresh_refused" || row.refreshToken === null || this.revoker === null) {
-      return;
-    }
-    let refreshToken: string;
-    try {
-      refreshToken = this.cipher.open(row.refreshToken, associatedData(row.id, "refresh_token"));
-    } catch (error) {
-      if (!(error instanceof DecryptionError)) throw error;
-      this.audit.write("crypto.decrypt.failed", { sessionId: row.id, reason: "refresh token at session end", detail: error.message });
-      return;
-    }
-    const revocation: Promise<void> = this.revoker({ sessionId: row.id, provider: row.provider, refreshToken })
-      .catch((error: unknown) => {
-        this.audit.write("token.revoke.failed", {
-          sessionId: row.id,
-          provider: row.provider,
-          detail: error instanceof Error ? error.message : "revocation failed",
-        });
-      })
-      .finally(() => this.revocations.delete(revocation));
-    this.revocations.add(revocation);
-  }
-
-  private toSession(row: SessionRow): Session {
-    return {
-      id: row.id,
-      accountId: row.accountId,
-      provider: row.provider,
-      createdAt: row.createdAt,
-      lastSeenAt: row.lastSeenAt,
-      expiresAt: row.expiresAt,
-      idleExpiresAt: Math.min(row.lastSeenAt + this.idleMs, row.expiresAt),
-      userAgent: row.userAgent,
-      accessTokenExpiresAt: row.accessTokenExpiresAt,
-      version: row.version,
-    };
-  }
-
-  private sealOptional(value: string | null, sessionId: string, field: TokenField): string | null {
-    return value === null ? null : this.cipher.seal(value, associatedData(sessionId, field));
-  }
-
-  private openOptional(value: string | null, sessionId: string, field: TokenField): string | null {
-    return value === null ? null : this.cipher.open(value, associatedData(sessionId, field));
-  }
 }
 
-function auditEvent(reason: SessionEndReason): "session.logged_out" | "session.expired" | "session.revoked" {
-  return reason === "logout" ? "session.logged_out" : reason === "expired" ? "session.expired" : "session.revoked";
-}

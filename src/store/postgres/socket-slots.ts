@@ -1,10 +1,12 @@
-import { and, eq, inArray, sql } from "drizzle-orm";
+import { and, eq, inArray } from "drizzle-orm";
 import type { Sql } from "postgres";
 import type { Clock, RandomBytes } from "../../clock";
 import { randomToken } from "../../crypto/random";
 import type { PgORM } from "../../db/postgres";
 import { liveSockets } from "../../db/schema-pg";
-import type { SocketSlots } from "../types";
+import { sha256Hex } from "../../crypto/hash";
+import { TICKET_PATTERN } from "../../ws/tickets";
+import type { SocketAdmission, SocketSlots } from "../types";
 
 /**
  * WS_MAX_SOCKETS_PER_SESSION across nodes: one `live_sockets` row per socket. A claim is
@@ -21,7 +23,6 @@ import type { SocketSlots } from "../types";
 export class PostgresSocketSlots implements SocketSlots {
   /** The slots this node holds: only they are renewed (a release the database missed lapses). */
   private readonly held = new Set<string>();
-  private readonly releaseStatement;
 
   constructor(
     private readonly orm: PgORM,
@@ -32,7 +33,6 @@ export class PostgresSocketSlots implements SocketSlots {
     private readonly randomBytes: RandomBytes,
     private readonly ttlMs: number,
   ) {
-    this.releaseStatement = orm.delete(liveSockets).where(eq(liveSockets.id, sql.placeholder("id"))).prepare("socket_release");
   }
 
   async claim(sessionId: string, cap: number): Promise<string | null> {
@@ -45,9 +45,28 @@ export class PostgresSocketSlots implements SocketSlots {
     return slot;
   }
 
+  async admit(ticket: string, sessionId: string, cap: number): Promise<SocketAdmission> {
+    if (!TICKET_PATTERN.test(ticket)) {
+      return { status: "unknown" };
+    }
+    const id = randomToken(this.randomBytes, 16);
+    const now = this.clock.now();
+    const [row] = await this.client<{ outcome: string }[]>`
+      SELECT portcullis_admit_socket(${sha256Hex(ticket)}, ${sessionId}, ${id}, ${this.node}, ${now}, ${now + this.ttlMs}, ${cap}) AS outcome`;
+    const outcome = row?.outcome;
+    if (outcome === id) {
+      this.held.add(id);
+      return { status: "admitted", slot: id };
+    }
+    if (outcome === "unknown" || outcome === "expired" || outcome === "wrong_session" || outcome === "full") {
+      return { status: outcome };
+    }
+    throw new Error(`portcullis_admit_socket answered ${String(outcome)}`);
+  }
+
   async release(slot: string): Promise<void> {
     this.held.delete(slot);
-    await this.releaseStatement.execute({ id: slot });
+    await this.client`SELECT portcullis_release_socket(${slot})`;
   }
 
   async renew(): Promise<void> {

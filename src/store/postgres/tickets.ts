@@ -2,6 +2,7 @@ import { eq, lte, sql } from "drizzle-orm";
 import type { Clock, RandomBytes } from "../../clock";
 import { sha256Hex } from "../../crypto/hash";
 import { randomToken } from "../../crypto/random";
+import type { Sql } from "postgres";
 import type { PgORM } from "../../db/postgres";
 import { wsTickets } from "../../db/schema-pg";
 import { TICKET_BYTES, TICKET_PATTERN, type TicketRedemption } from "../../ws/tickets";
@@ -14,20 +15,17 @@ import type { TicketRepository } from "../types";
  * it gone (READ COMMITTED rechecks the row), so exactly one upgrade wins.
  */
 export class PostgresTickets implements TicketRepository {
-  /** One per connection setup each: prepared, one round trip (see sessions.ts). */
-  private readonly insert;
+  /** Prepared, one round trip (see sessions.ts). The upgrade itself spends its ticket in `socketSlots.admit`. */
   private readonly take;
 
   constructor(
     private readonly orm: PgORM,
+    /** postgres.js itself: its tagged statements are prepared (drizzle's `execute` is not). */
+    private readonly client: Sql,
     private readonly clock: Clock,
     private readonly randomBytes: RandomBytes,
     private readonly ttlSeconds: number,
   ) {
-    this.insert = orm
-      .insert(wsTickets)
-      .values({ hash: sql.placeholder("hash"), sessionId: sql.placeholder("sessionId"), expiresAt: sql.placeholder("expiresAt") })
-      .prepare("ticket_insert");
     this.take = orm
       .delete(wsTickets)
       .where(eq(wsTickets.hash, sql.placeholder("hash")))
@@ -35,9 +33,10 @@ export class PostgresTickets implements TicketRepository {
       .prepare("ticket_take");
   }
 
+  /** Committed asynchronously (db/migrations-pg/0003 says why a lost ticket is harmless). */
   async issue(sessionId: string): Promise<{ ticket: string; expiresIn: number }> {
     const ticket = randomToken(this.randomBytes, TICKET_BYTES);
-    await this.insert.execute({ hash: sha256Hex(ticket), sessionId, expiresAt: this.clock.now() + this.ttlSeconds * 1000 });
+    await this.client`SELECT portcullis_issue_ticket(${sha256Hex(ticket)}, ${sessionId}, ${this.clock.now() + this.ttlSeconds * 1000})`;
     return { ticket, expiresIn: this.ttlSeconds };
   }
 

@@ -20,6 +20,7 @@ import type {
   RefreshLease,
   SessionEventBus,
   SessionRepository,
+  SocketSlots,
   Store,
   TicketRepository,
 } from "../types";
@@ -58,6 +59,11 @@ export function createSqliteStore(options: SqliteStoreOptions): Store & SqliteHa
   const sessions: SessionRepository = {
     create: async (input) => sessionStore.create(input),
     validate: async (token, o) => sessionStore.validate(token, o),
+    authenticate: async (token, o) => {
+      const session = sessionStore.validate(token, o);
+      const account = session === null ? null : accountStore.find(session.accountId, session.provider);
+      return session === null || account === null ? null : { session, account };
+    },
     touch: async (sessionId, at) => sessionStore.touch(sessionId, at),
     findLive: async (id) => sessionStore.findLive(id),
     list: async (accountId, currentId) => sessionStore.list(accountId, currentId),
@@ -95,6 +101,19 @@ export function createSqliteStore(options: SqliteStoreOptions): Store & SqliteHa
     redeem: async (ticket) => ticketStore.redeem(ticket),
     sweep: async () => ticketStore.sweep(),
   };
+  const memorySlots = options.socketSlots ?? new MemorySocketSlots(randomBytes);
+  const socketSlots: SocketSlots = {
+    claim: (sessionId, cap) => memorySlots.claim(sessionId, cap),
+    release: (slot) => memorySlots.release(slot),
+    renew: () => memorySlots.renew(),
+    admit: async (ticket, sessionId, cap) => {
+      const redeemed = ticketStore.redeem(ticket);
+      if (redeemed.status !== "valid") return redeemed;
+      if (redeemed.sessionId !== sessionId) return { status: "wrong_session" };
+      const slot = await memorySlots.claim(sessionId, cap);
+      return slot === null ? { status: "full" } : { status: "admitted", slot };
+    },
+  };
   const refreshLease: RefreshLease = new PollingRefreshLease(options.leaseTable ?? new MemoryLeaseTable(), clock, randomBytes, options.lease);
   const events: SessionEventBus = bus;
   return {
@@ -111,7 +130,7 @@ export function createSqliteStore(options: SqliteStoreOptions): Store & SqliteHa
     events,
     logoutTokenJTIs,
     operatorActions: new SqliteOperatorActions(db, clock),
-    socketSlots: options.socketSlots ?? new MemorySocketSlots(randomBytes),
+    socketSlots,
     isUnavailableError: isStoreUnavailable,
     isHealthy: async () => db.isHealthy(),
     close: async () => db.close(),
