@@ -55,13 +55,17 @@ export const modules = {
       "test/auth/key-rotation.test.ts",
       "test/hostile/fuzz.test.ts",
     ],
-    // SECURITY.md A1-A6, B9, C15, G32: the token's format and secret check, the timeouts and
-    // the slide throttle, the refresh-token cap, ending and announcing a session; CSRF and
-    // Origin; the cookie reader and writer; returnTo; the cookie as the only source.
+    // SECURITY.md A1-A6, B9, C15, D17, G32, I43: the token's format and secret check, the
+    // tamper check, the timeouts and the slide throttle, the refresh-token cap, ending and
+    // announcing a session and releasing its grant; CSRF and Origin; the cookie reader and
+    // writer; returnTo; the cookie as the only source. (Line numbers of session.ts as of the
+    // shared row helpers, 20c5516: move them with the code.)
     security: [
-      "src/auth/session.ts:60-68",
-      "src/auth/session.ts:129-260",
-      "src/auth/session.ts:372-420",
+      "src/auth/session.ts:60-73",
+      "src/auth/session.ts:92-135",
+      "src/auth/session.ts:177-235",
+      "src/auth/session.ts:285-412",
+      "src/auth/session.ts:498-520",
       "src/auth/csrf.ts",
       "src/auth/cookies.ts",
       "src/auth/return-to.ts",
