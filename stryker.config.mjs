@@ -33,13 +33,22 @@ export const modules = {
   // relay.test.ts and relay-headers.test.ts prove each set's names one by one.
   "api-relay": {
     mutate: ["src/proxy/relay.ts"],
-    tests: ["test/proxy/relay*.test.ts", "test/proxy/upstreams.test.ts", "test/socketio/polling.test.ts"],
+    // refresh.test.ts: a provider-token route of the session's own provider gets through.
+    tests: ["test/proxy/relay*.test.ts", "test/proxy/upstreams.test.ts", "test/proxy/refresh.test.ts", "test/socketio/polling.test.ts"],
     ignoreStatic: true,
     timeoutMS: 8_000,
     // SECURITY.md D20/D21/I42 (the route and method checks, the credential, both header
     // filters, no-store), H36 (the bounded body), H35 and E27 (the exchange's one timer, the
     // browser that leaves, the caller's signal), C13's wrong-provider check.
     security: ["src/proxy/relay.ts:155-183", "src/proxy/relay.ts:219-296", "src/proxy/relay.ts:337-401", "src/proxy/relay.ts:422-467"],
+    // What one afternoon's run covered (MUTATE_SCOPE=filters): the route, method and
+    // provider checks, both header filters with no-store, the credential, the body limit.
+    filters: [
+      "src/proxy/relay.ts:155-183",
+      "src/proxy/relay.ts:219-235",
+      "src/proxy/relay.ts:256-276",
+      "src/proxy/relay.ts:422-467",
+    ],
   },
   // auth in three parts (1,780 mutants in one run did not fit an afternoon on two cores),
   // each against the tests that prove its files; `auth` still names the whole directory.
@@ -108,9 +117,9 @@ if (chosen === undefined) {
 // MUTATE_SCOPE=security mutates only a module's security-enforcing lines (its `security`
 // list), for a run that would not finish otherwise; its report and incremental file are
 // kept apart from the full run's.
-const scope = process.env.MUTATE_SCOPE === "security" ? "security" : "full";
-const mutate = chosen.flatMap((m) => (scope === "security" && m.security !== undefined ? m.security : m.mutate));
-const reportName = scope === "security" ? `${name}-security-lines` : name;
+const scope = process.env.MUTATE_SCOPE ?? "full";
+const mutate = chosen.flatMap((m) => (scope !== "full" && m[scope] !== undefined ? m[scope] : m.mutate));
+const reportName = scope === "full" ? name : `${name}-${scope}-lines`;
 // Per-module overrides (a single module only): a shorter timeoutMS where the module's tests
 // have no long waits, and ignoreStatic where module-level mutants would each cost the whole list.
 const only = chosen.length === 1 ? chosen[0] : {};
