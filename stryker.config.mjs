@@ -7,7 +7,25 @@ export const modules = {
   "rate-limit": { mutate: ["src/http/rate-limit.ts"], tests: ["test/http/rate-limit*.test.ts", "test/auth/csrf.test.ts"] },
   tickets: { mutate: ["src/ws/tickets.ts"], tests: ["test/ws/tickets.test.ts", "test/ws/ticket-route.test.ts", "test/ws/gate-order.test.ts"] },
   registry: { mutate: ["src/ws/registry.ts"], tests: ["test/ws/registry*.test.ts"] },
-  audit: { mutate: ["src/audit/**/*.ts"], tests: ["test/audit/**/*.test.ts"] },
+  audit: {
+    mutate: ["src/audit/**/*.ts"],
+    tests: ["test/audit/**/*.test.ts"],
+    timeoutMS: 8_000,
+    // SECURITY.md G33 (escaping, the keyed session reference, the field cap) and I38 (the
+    // aggregation of anonymous refusals, the bounded queues, the 0600 file, rotation).
+    security: [
+      "src/audit/log.ts:107-117",
+      "src/audit/log.ts:143-157",
+      "src/audit/log.ts:166-181",
+      "src/audit/log.ts:198-219",
+      "src/audit/aggregate.ts:44-57",
+      "src/audit/aggregate.ts:78-84",
+      "src/audit/destination.ts:95-105",
+      "src/audit/destination.ts:170-183",
+      "src/audit/destination.ts:230-238",
+      "src/audit/destination.ts:288-305",
+    ],
+  },
   gate: { mutate: ["src/ws/gate.ts"], tests: ["test/ws/gate*.test.ts", "test/http/rate-limit-session.test.ts", "test/ws/routes.test.ts", "test/hostile/redos.test.ts"], timeoutMS: 8_000 },
   // The Socket.IO long-polling tests relay through forwardRequest too (its signal, the
   // stripping, the 413). Module-level mutants (the header sets, the agents) are left out with
@@ -15,9 +33,22 @@ export const modules = {
   // relay.test.ts and relay-headers.test.ts prove each set's names one by one.
   "api-relay": {
     mutate: ["src/proxy/relay.ts"],
-    tests: ["test/proxy/relay*.test.ts", "test/proxy/upstreams.test.ts", "test/socketio/polling.test.ts"],
+    // refresh.test.ts: a provider-token route of the session's own provider gets through.
+    tests: ["test/proxy/relay*.test.ts", "test/proxy/upstreams.test.ts", "test/proxy/refresh.test.ts", "test/socketio/polling.test.ts"],
     ignoreStatic: true,
     timeoutMS: 8_000,
+    // SECURITY.md D20/D21/I42 (the route and method checks, the credential, both header
+    // filters, no-store), H36 (the bounded body), H35 and E27 (the exchange's one timer, the
+    // browser that leaves, the caller's signal), C13's wrong-provider check.
+    security: ["src/proxy/relay.ts:155-183", "src/proxy/relay.ts:219-296", "src/proxy/relay.ts:337-401", "src/proxy/relay.ts:422-467"],
+    // What one afternoon's run covered (MUTATE_SCOPE=filters): the route, method and
+    // provider checks, both header filters with no-store, the credential, the body limit.
+    filters: [
+      "src/proxy/relay.ts:155-183",
+      "src/proxy/relay.ts:219-235",
+      "src/proxy/relay.ts:256-276",
+      "src/proxy/relay.ts:422-467",
+    ],
   },
   // auth in three parts (1,780 mutants in one run did not fit an afternoon on two cores),
   // each against the tests that prove its files; `auth` still names the whole directory.
@@ -32,6 +63,22 @@ export const modules = {
       "test/auth/refresh-lifetime.test.ts",
       "test/auth/key-rotation.test.ts",
       "test/hostile/fuzz.test.ts",
+    ],
+    // SECURITY.md A1-A6, B9, C15, D17, G32, I43: the token's format and secret check, the
+    // tamper check, the timeouts and the slide throttle, the refresh-token cap, ending and
+    // announcing a session and releasing its grant; CSRF and Origin; the cookie reader and
+    // writer; returnTo; the cookie as the only source. (Line numbers of session.ts as of the
+    // shared row helpers, 20c5516: move them with the code.)
+    security: [
+      "src/auth/session.ts:60-73",
+      "src/auth/session.ts:92-135",
+      "src/auth/session.ts:177-235",
+      "src/auth/session.ts:285-412",
+      "src/auth/session.ts:498-520",
+      "src/auth/csrf.ts",
+      "src/auth/cookies.ts",
+      "src/auth/return-to.ts",
+      "src/auth/session-middleware.ts",
     ],
   },
   "auth-login": {
@@ -67,7 +114,12 @@ const chosen = name === "all" ? Object.entries(modules).filter(([key]) => key !=
 if (chosen === undefined) {
   throw new Error(`MUTATE_MODULE must be one of: ${Object.keys(modules).join(", ")}`);
 }
-const mutate = chosen.flatMap((m) => m.mutate);
+// MUTATE_SCOPE=security mutates only a module's security-enforcing lines (its `security`
+// list), for a run that would not finish otherwise; its report and incremental file are
+// kept apart from the full run's.
+const scope = process.env.MUTATE_SCOPE ?? "full";
+const mutate = chosen.flatMap((m) => (scope !== "full" && m[scope] !== undefined ? m[scope] : m.mutate));
+const reportName = scope === "full" ? name : `${name}-${scope}-lines`;
 // Per-module overrides (a single module only): a shorter timeoutMS where the module's tests
 // have no long waits, and ignoreStatic where module-level mutants would each cost the whole list.
 const only = chosen.length === 1 ? chosen[0] : {};
@@ -84,7 +136,7 @@ export default {
   mutate,
   coverageAnalysis: "perTest",
   incremental: true,
-  incrementalFile: `reports/stryker-incremental-${name}.json`,
+  incrementalFile: `reports/stryker-incremental-${reportName}.json`,
   // Two cores: one test runner per core.
   concurrency: 2,
   timeoutMS: only.timeoutMS ?? 20_000,
@@ -93,7 +145,7 @@ export default {
   // needs more than Stryker's default 5 minutes for the larger lists.
   dryRunTimeoutMinutes: 20,
   reporters: ["clear-text", "json", "progress"],
-  jsonReporter: { fileName: `reports/mutation/${name}.json` },
+  jsonReporter: { fileName: `reports/mutation/${reportName}.json` },
   thresholds: { high: 90, low: 75, break: null },
   ignorePatterns: ["db/*.sqlite*", "db/demo-secrets*", "test-results", "bench/results", "reports", "dist"],
 };

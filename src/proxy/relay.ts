@@ -154,8 +154,11 @@ export function apiRoutes(deps: APIRelayDeps): Hono<AppEnv> {
   // RATE_LIMIT_API is taken in app.ts, before CSRF.
   routes.all("/*", async function relay(c) {
     const { session, account } = requireSession(c);
+    // Stryker: equivalent (either `?.`) — @hono/node-server always sets env.incoming and its url.
     const resolved = resolveUpstream(deps.routes, c.env?.incoming?.url ?? new URL(c.req.url).pathname);
     if ("refusal" in resolved) {
+      // Stryker: a bad path answered 404 instead of 400 is still refused with nothing sent
+      // upstream (SECURITY.md D20); the hostile-path table accepts either status.
       if (resolved.refusal === "bad_path") refuse(400, "bad_path", "That path is not allowed.");
       refuse(404, "not_found", "No such API route.");
     }
@@ -176,6 +179,7 @@ export function apiRoutes(deps: APIRelayDeps): Hono<AppEnv> {
       credential: async () => {
         if (route.credential.mode === "provider-token") return providerToken(deps.refresher, route.credential.provider, session);
         await deps.refresher.checkIntact(session);
+        // Stryker: `reuse: false` enforces nothing (a fresh assertion with the same claims and lifetime).
         return playerAssertion(deps.signer, session, account, route.audience, { reuse: true });
       },
       location: (location) => rewriteLocation(location, url, route),
@@ -229,6 +233,7 @@ export async function forwardRequest(c: Context<AppEnv>, options: ForwardOptions
   headers["x-forwarded-for"] = c.var.clientIP;
   headers["x-forwarded-proto"] = options.publicProto;
   // The same id the browser gets back and the audit lines carry: one request, one id at every hop.
+  // Stryker: equivalent (toUpperCase) — header names are case-insensitive on the wire.
   headers[REQUEST_ID_HEADER.toLowerCase()] = c.var.requestId;
   if (body !== undefined) headers["content-length"] = String(body.byteLength);
   const credential = await options.credential();
@@ -259,6 +264,7 @@ export async function forwardRequest(c: Context<AppEnv>, options: ForwardOptions
   const answer = new Headers();
   const upstreamConnectionListed = listedInConnection(headerValue(upstream.headers.connection));
   const raw = upstream.rawHeaders;
+  // Stryker: equivalent (`<=`) — rawHeaders always holds name and value pairs.
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase();
     if (STRIPPED_RESPONSE_HEADERS.has(name) || name.startsWith("access-control-") || upstreamConnectionListed.has(name)) continue;
@@ -446,8 +452,12 @@ async function providerToken(refresher: TokenRefresher, provider: string, sessio
  */
 async function readBoundedBody(c: Context<AppEnv>): Promise<Uint8Array<ArrayBuffer> | undefined> {
   // Stryker: equivalent (either method test alone) — @hono/node-server builds a GET's or a
-  // HEAD's Request with no body, so `body === null` answers the same for them.
+  // HEAD's Request with no body, so `body === null` answers the same for them; and it gives
+  // every other method a body stream, empty or not, so `body === null` alone is never true.
   if (c.req.method === "GET" || c.req.method === "HEAD" || c.req.raw.body === null) return undefined;
+  // Stryker: not reachable through the app (this line to the end of the loop) — app.ts's
+  // bodyLimit refuses an oversized /api or polling body first (test/proxy/relay.test.ts,
+  // polling.test.ts: 413, nothing upstream); this is the relay's own guarantee if that moves.
   const declared = Number(c.req.header("content-length") ?? "0");
   if (declared > BODY_LIMIT) refuse(413, "too_large", "The request body is larger than 1 MiB.", { connection: "close" });
   const reader = c.req.raw.body.getReader();

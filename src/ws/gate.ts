@@ -181,7 +181,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       const ticket = protocols.find((p) => p.startsWith(TICKET_PREFIX))?.slice(TICKET_PREFIX.length);
       if (ticket === undefined) throw new Refusal(401, "bad_ticket", "no ticket");
       // Refused before the ticket is spent: the browser may retry with it.
-      // Stryker: no test yet (1,000 upgrades held at a stalled backend; the cap is a constant).
+      // test/ws/gate-busy.test.ts holds 1,000 upgrades at a stalled backend to prove this cap.
       if (upgradesInProgress >= MAX_UPGRADES_IN_PROGRESS) throw new Refusal(503, "busy", "too many upgrades in progress");
       // 5. The ticket is spent (whatever follows) and must be this session's: a ticket leaked
       // from one session opens nothing for another, and cannot be retried. 6. A cap on
@@ -317,8 +317,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       }
       // Anything unexpected (a database that cannot answer) still closes the socket with a
       // 503, never the process.
-      // Stryker: not reached by the gate's tests (a store that throws); its code and reason are
-      // the CONTRACT.md 503, and any Refusal above is caught first.
+      // test/ws/gate-store-down.test.ts closes the database under the server to reach this.
       refuse(socket, new Refusal(503, "unavailable", "internal error"), upgrade);
     }
   }

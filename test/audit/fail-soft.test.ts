@@ -194,12 +194,13 @@ describe("the stream destination", () => {
 describe("the file destination (AUDIT_LOG_PATH)", () => {
   it("drops and counts what is written after close(), and reopen() after close() does not bring the file back", async () => {
     const path = tempPath();
-    const { log } = newLog({ filePath: path });
+    const { log, notices } = newLog({ filePath: path });
     log.write("server.started");
     await log.close();
     log.write("server.stopping");
     await log.flush();
     expect(log.dropped().get(path)).toBe(1);
+    expect(notices.text()).toContain("1 line(s) dropped (log closed)");
     expect(readFileSync(path, "utf8")).not.toContain("server.stopping");
     renameSync(path, `${path}.moved`);
     log.reopen();

@@ -231,14 +231,15 @@ describe("/api relay (CONTRACT.md Identity for upstreams, SECURITY.md D20–D21,
 
   it("answers 405 for a method the route does not take, calling nothing", async () => {
     const down = await startHarness({
-      upstreams: () => ({ routes: [{ prefix: "/api/game/", target: `${upstream.url}/api/game/`, methods: ["GET"] }] }),
+      upstreams: () => ({ routes: [{ prefix: "/api/game/", target: `${upstream.url}/api/game/`, methods: ["GET", "DELETE"] }] }),
     });
     try {
       const { token: t } = await down.login("methods");
       const before = upstream.requests.length;
       const response = await fetch(`${down.origin}/api/game/score`, { method: "POST", headers: { cookie: `__Host-Http-session=${t}`, ...down.csrf() }, body: "{}" });
       expect(response.status).toBe(405);
-      expect(response.headers.get("allow")).toBe("GET");
+      expect(response.headers.get("allow")).toBe("GET, DELETE");
+      expect(await response.json()).toEqual({ error: "method_not_allowed", message: "This API route does not take that method." });
       expect(upstream.requests.length).toBe(before);
     } finally {
       await down.close();
@@ -334,7 +335,9 @@ describe("/api relay (CONTRACT.md Identity for upstreams, SECURITY.md D20–D21,
   it("answers 401 without a session and 404 for an unknown /api path, calling nothing", async () => {
     const before = upstream.requests.length;
     expect((await fetch(`${h.origin}/api/game/profile`, { headers: h.csrf() })).status).toBe(401);
-    expect((await api("/api/other/x")).status).toBe(404);
+    const unknown = await api("/api/other/x");
+    expect(unknown.status).toBe(404);
+    expect(await unknown.json()).toEqual({ error: "not_found", message: "No such API route." });
     expect((await api("/api/gamex/profile")).status).toBe(404);
     expect(upstream.requests.length).toBe(before);
   });
