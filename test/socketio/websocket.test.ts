@@ -5,7 +5,7 @@ import { WebSocket } from "ws";
 import { startHarness, type Harness } from "../fixtures/harness";
 import { startSocketIOBackend, type SocketIOBackend } from "../fixtures/socketio-backend";
 import { connected, socketIOManager, type SocketIOClientOptions } from "../fixtures/socketio-client";
-import { freePort } from "../fixtures/stack";
+import { onAFreePort } from "../fixtures/stack";
 import { mintTicket, rawUpgrade, upgradeLines, upgradeStatus } from "../fixtures/ws-client";
 
 type ClientOptions = Omit<SocketIOClientOptions, "transports" | "path">;
@@ -24,20 +24,27 @@ describe("a real Socket.IO 4.8 game through Portcullis, WebSocket transport (iss
   let h: Harness;
   let game: SocketIOBackend;
   beforeAll(async () => {
-    const port = await freePort();
-    const origin = `http://localhost:${port}`;
     let now = (): number => Date.now();
-    game = await startSocketIOBackend({ jwksURL: `${origin}/.well-known/jwks.json`, issuer: origin, audience: "game", now: () => now() });
-    h = await startHarness({
-      port,
-      env: {
-        GAME_BACKEND_URL: game.url,
-        GAME_BACKEND_AUDIENCE: "game",
-        // The whole Socket.IO setup: one route, public /socket.io/ → the game backend's /socket.io/.
-        // The second offers the backend no subprotocol at all, as a Socket.IO client would.
-        WS_ROUTES: JSON.stringify([{ path: "/socket.io/" }, { path: "/bare/", target: `${game.url}/socket.io/`, audience: "game", backendProtocol: null }]),
-      },
-    });
+    ({ h, game } = await onAFreePort(async (port) => {
+      const origin = `http://localhost:${port}`;
+      const game = await startSocketIOBackend({ jwksURL: `${origin}/.well-known/jwks.json`, issuer: origin, audience: "game", now: () => now() });
+      try {
+        const h = await startHarness({
+          port,
+          env: {
+            GAME_BACKEND_URL: game.url,
+            GAME_BACKEND_AUDIENCE: "game",
+            // The whole Socket.IO setup: one route, public /socket.io/ → the game backend's /socket.io/.
+            // The second offers the backend no subprotocol at all, as a Socket.IO client would.
+            WS_ROUTES: JSON.stringify([{ path: "/socket.io/" }, { path: "/bare/", target: `${game.url}/socket.io/`, audience: "game", backendProtocol: null }]),
+          },
+        });
+        return { h, game };
+      } catch (error) {
+        await game.close();
+        throw error;
+      }
+    }));
     // The backend judges `exp` by the same manual clock that signs the assertions.
     now = () => h.clock.now();
   });
