@@ -68,6 +68,7 @@ export function parseToken(token: string): { id: string; secret: string } | null
   const match = TOKEN_PATTERN.exec(token);
   return match === null ? null : { id: match[1] as string, secret: match[2] as string };
 }
+
 // ASVS 7.3.1 wants idle expiry; writing last_seen_at on every request would turn every read
 // into a write, so the sliding window moves at most once a minute per session.
 export const SLIDE_THROTTLE_MS = 60_000;
@@ -120,18 +121,8 @@ export class TokenTamperCheck {
   }
 }
 
-/** The columns of a session row both engines share. */
-type SessionRowColumns = SealedRow & {
-  id: string;
-  accountId: string;
-  provider: string;
-  createdAt: number;
-  lastSeenAt: number;
-  expiresAt: number;
-  userAgent: string;
-  accessTokenExpiresAt: number | null;
-  version: number;
-};
+/** The columns of a session row both engines share: the session's own, and its sealed tokens. */
+type SessionRowColumns = SealedRow & Omit<Session, "idleExpiresAt">;
 
 /** The session a row of either engine holds, its idle expiry `idleMs` after it was last seen. */
 export function sessionFromRow(row: SessionRowColumns, idleMs: number): Session {

@@ -133,7 +133,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       }
       const { route, url: backendURL } = resolved;
       // Node hands an upgrade a net.Socket (a TLSSocket behind TLS); the relay needs one.
-      // Stryker: not reached by a test — Node hands an upgrade a net.Socket (a TLSSocket under TLS).
+      // Stryker: not reached by a test, for that reason.
       if (!(socket instanceof Socket)) throw new Refusal(400, "bad_upgrade", "not a socket");
       if (req.method !== "GET") throw new Refusal(405, "method_not_allowed", "method");
       // Rate limit before any header is parsed (SECURITY.md I37) and before any database
@@ -193,11 +193,7 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
       if (admission.status === "full") throw new Refusal(429, "too_many_sockets", "too many sockets");
       if (admission.status !== "admitted") throw new Refusal(401, "bad_ticket", `ticket ${admission.status}`);
       const { slot } = admission;
-      const releaseSlot = (): void => {
-        deps.socketSlots.release(slot).catch(() => {
-          // The database is away: the slot lapses with its node's next renewal missing it.
-        });
-      };
+      const releaseSlot = (): void => releaseQuietly(deps.socketSlots, slot);
       // The browser may have left while the database answered.
       // Stryker: not reached by a test (a browser that leaves within the store's few
       // microseconds); it only spares the backend an attempt the close handler would drop.
@@ -332,10 +328,13 @@ export function createUpgradeGate(deps: GateDeps): UpgradeHandler {
 function unregisterAndRelease(unregister: (connection: LiveConnection) => void, slots: SocketSlots, slot: string): (connection: LiveConnection) => void {
   return (connection) => {
     unregister(connection);
-    slots.release(slot).catch(() => {
-      // The database is away: the slot lapses with its node's next renewal missing it.
-    });
+    releaseQuietly(slots, slot);
   };
+}
+
+/** Frees a socket's slot without waiting; the database away, the slot lapses with its node's next renewal missing it. */
+function releaseQuietly(slots: SocketSlots, slot: string): void {
+  slots.release(slot).catch(() => undefined);
 }
 
 /**
@@ -378,9 +377,11 @@ class PendingUpgrade implements LiveConnection {
   }
 }
 
-/** A socket error before the relay owns the socket: drop it (the relay adds its own handling). */
-  // Stryker: equivalent (the empty body) — a net.Socket that emits 'error' is already being
-  // destroyed (autoDestroy); what matters is that a listener exists, so the error never throws.
+/**
+ * A socket error before the relay owns the socket: drop it (the relay adds its own handling).
+ * Stryker: equivalent (the empty body) — a net.Socket that emits 'error' is already being
+ * destroyed (autoDestroy); what matters is that a listener exists, so the error never throws.
+ */
 function destroyOnError(this: Duplex): void {
   this.destroy();
 }

@@ -137,7 +137,7 @@ export class PostgresSessions implements SessionRepository {
       return null;
     }
     const row = await this.row(parsed.id);
-    return row === null ? null : this.admit(row, parsed.secret, options);
+    return row === null ? null : this.liveSession(row, parsed.secret, options);
   }
 
   /**
@@ -154,7 +154,7 @@ export class PostgresSessions implements SessionRepository {
     if (found === undefined) {
       return null;
     }
-    const session = await this.admit(found.session, parsed.secret, options);
+    const session = await this.liveSession(found.session, parsed.secret, options);
     const { account } = found;
     // The account is missing or blocked (see accountFields): the session stands, but opens nothing.
     if (session === null || account === null) {
@@ -164,7 +164,7 @@ export class PostgresSessions implements SessionRepository {
   }
 
   /** The session `row` is, when `secret` is its secret and it has not expired (which ends it); slid when asked. */
-  private async admit(row: SessionRow, secret: string, options: { slide: boolean }): Promise<Session | null> {
+  private async liveSession(row: SessionRow, secret: string, options: { slide: boolean }): Promise<Session | null> {
     if (!constantTimeEqual(sha256(secret), row.secretHash)) {
       return null;
     }
