@@ -41,6 +41,10 @@ export const modules = {
     // filters, no-store), H36 (the bounded body), H35 and E27 (the exchange's one timer, the
     // browser that leaves, the caller's signal), C13's wrong-provider check.
     security: ["src/proxy/relay.ts:155-183", "src/proxy/relay.ts:219-296", "src/proxy/relay.ts:337-401", "src/proxy/relay.ts:422-467"],
+    // The rest of `security` (MUTATE_SCOPE=exchange): the exchange's failure answers and
+    // audit line, no-store and the answer's head, the one timer, the browser that leaves and
+    // the caller's signal (H35, E27).
+    exchange: ["src/proxy/relay.ts:236-259", "src/proxy/relay.ts:277-302", "src/proxy/relay.ts:330-406"],
     // What one afternoon's run covered (MUTATE_SCOPE=filters): the route, method and
     // provider checks, both header filters with no-store, the credential, the body limit.
     filters: [
@@ -62,19 +66,26 @@ export const modules = {
       "test/auth/revoked-event.test.ts",
       "test/auth/refresh-lifetime.test.ts",
       "test/auth/key-rotation.test.ts",
+      "test/auth/grant-releaser.test.ts",
       "test/hostile/fuzz.test.ts",
+      // The store contract (the tamper check of both engines, refreshed tokens' compare-and-swap
+      // and cap, back-channel logout's match) and the routes that exercise them.
+      "test/store/store.test.ts",
+      "test/store/round-trips.test.ts",
+      "test/proxy/refresh.test.ts",
+      "test/auth/backchannel-logout.test.ts",
     ],
     // SECURITY.md A1-A6, B9, C15, D17, G32, I43: the token's format and secret check, the
     // tamper check, the timeouts and the slide throttle, the refresh-token cap, ending and
     // announcing a session and releasing its grant; CSRF and Origin; the cookie reader and
-    // writer; returnTo; the cookie as the only source. (Line numbers of session.ts as of the
-    // shared row helpers, 20c5516: move them with the code.)
+    // writer; returnTo; the cookie as the only source. (Line numbers of session.ts: move
+    // them with the code.)
+    timeoutMS: 8_000,
     security: [
-      "src/auth/session.ts:60-73",
-      "src/auth/session.ts:92-135",
-      "src/auth/session.ts:177-235",
-      "src/auth/session.ts:285-412",
-      "src/auth/session.ts:498-520",
+      "src/auth/session.ts:60-70",
+      "src/auth/session.ts:93-224",
+      "src/auth/session.ts:277-418",
+      "src/auth/session.ts:450-528",
       "src/auth/csrf.ts",
       "src/auth/cookies.ts",
       "src/auth/return-to.ts",
@@ -93,6 +104,22 @@ export const modules = {
       "test/auth/refresh-lifetime.test.ts",
       "test/auth/discovery-retry.test.ts",
     ],
+    timeoutMS: 8_000,
+    // SECURITY.md A5, A7, C10-C14: the login's no-store and login-state cookie, the callback's
+    // checks in order (repeated parameters, state, provider, error, iss, code), ending the
+    // earlier session, the escaped continue page; the attempt's random secrets, sealing,
+    // single use and per-browser binding; (issuer, subject) accounts; discovery's issuer and
+    // S256 checks, the OIDC provider's PKCE and nonce, the ID token's claims, the token
+    // response's lifetimes. The preset providers (Google, Discord, GitHub, Twitch) are left
+    // out: no test can reach them, beyond the URLs providers.test.ts checks.
+    security: [
+      "src/auth/login.ts:36-186",
+      "src/auth/login.ts:196-205",
+      "src/auth/login-attempts.ts:31-161",
+      "src/auth/accounts.ts:40-84",
+      "src/auth/providers.ts:215-335",
+      "src/auth/providers.ts:492-562",
+    ],
   },
   "auth-logout": {
     mutate: ["src/auth/backchannel-logout.ts", "src/auth/logout-token.ts", "src/auth/provider-logout.ts", "src/auth/session-events.ts", "src/auth/routes.ts"],
@@ -104,6 +131,7 @@ export const modules = {
       "test/auth/session-live.test.ts",
       "test/auth/no-store.test.ts",
     ],
+    timeoutMS: 8_000,
   },
   auth: { mutate: ["src/auth/**/*.ts"], tests: ["test/auth/**/*.test.ts", "test/hostile/fuzz.test.ts"] },
 };

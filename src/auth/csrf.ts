@@ -37,6 +37,8 @@ export function csrfMiddleware(allowedOrigins: string[], audit: AuditLog): Middl
       // A present, foreign Origin is refused even next to Sec-Fetch-Site: same-origin.
       reason = "origin not allowed";
     } else if (!(origin !== undefined && allowed.has(origin)) && fetchSite !== "same-origin") {
+      // Stryker: equivalent (the condition → `true`) — a present Origin other than "null"
+      // reaches here only when it is allowed, and then this branch is not taken.
       reason = origin === undefined || origin === "null" ? "no usable Origin and not Sec-Fetch-Site: same-origin" : "origin not allowed";
     }
     if (reason !== null) {

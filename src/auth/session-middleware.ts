@@ -14,6 +14,8 @@ export function sessionMiddleware(sessions: SessionRepository): MiddlewareHandle
     c.set("account", null);
     const token = readCookie(c.req.header("cookie"), SESSION_COOKIE);
     if (token !== null) {
+      // Stryker: enforces nothing (the path test → `true`) — `?slide=false` honoured on another
+      // route too would only let a session go idle sooner, never live longer.
       const slide = !(c.req.path === "/auth/me" && c.req.query("slide") === "false");
       // A database that cannot answer rejects here: app.ts's error handler answers 503.
       const found = await sessions.authenticate(token, { slide });

@@ -113,6 +113,8 @@ export class TokenTamperCheck {
   verify(sessionId: string, row: SealedRow): void {
     if (row.accessToken === null) return;
     const sealed = sealedTokens(row);
+    // Stryker: equivalent for security (the comparison → `false`) — every check would open
+    // the tokens again: as safe, three decryptions slower (the cache exists for issue 14).
     if (this.intact.get(sessionId) === sealed) return;
     this.cipher.open(row.accessToken, associatedData(sessionId, "access_token"));
     if (row.refreshToken !== null) this.cipher.open(row.refreshToken, associatedData(sessionId, "refresh_token"));
@@ -300,6 +302,8 @@ export class SessionStore {
       .run();
     this.audit.write("session.created", { sessionId: id, accountId: input.accountId, provider: input.provider });
     const row = this.selectById.get(id);
+    // Stryker: untested (the message) — only another process deleting the row inserted just
+    // above, between these two synchronous statements, could get here.
     if (row === undefined) {
       throw new Error("session vanished right after insert");
     }
@@ -445,6 +449,8 @@ export class SessionStore {
 
   /** Throws {@link DecryptionError} when a stored provider token no longer authenticates (see {@link TokenTamperCheck}). */
   checkTokens(session: Session): void {
+    // Stryker: equivalent for security (→ `false`) — the row is read again (one local SQLite
+    // read) and checked in full; the PostgreSQL store's round trip is what round-trips.test.ts counts.
     if (this.tamperCheck.passedAtValidation(session)) return;
     const row = this.selectById.get(session.id);
     if (row !== undefined) this.tamperCheck.verify(session.id, row);
@@ -506,7 +512,12 @@ export class SessionStore {
 
 }
 
-/** A session row's three token ciphertexts as one string, to compare with what passed before. */
+/**
+ * A session row's three token ciphertexts as one string, to compare with what passed before.
+ * Stryker: equivalent (the `""` for a missing token → any other text with a space or not in
+ * base64url) — it only has to differ from every ciphertext, and no ciphertext is empty or
+ * holds a space.
+ */
 function sealedTokens(row: SealedRow): string {
   return `${row.accessToken ?? ""} ${row.refreshToken ?? ""} ${row.idToken ?? ""}`;
 }

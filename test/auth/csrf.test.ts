@@ -10,23 +10,27 @@ describe("CSRF and Origin (SECURITY.md B)", () => {
     await h.close();
   });
 
-  const refusals: [string, (origin: string) => Record<string, string>][] = [
-    ["Origin: https://evil.example", () => ({ "x-csrf": "1", origin: "https://evil.example" })],
-    ["Origin: null", () => ({ "x-csrf": "1", origin: "null" })],
-    ["no Origin", () => ({ "x-csrf": "1" })],
-    ["a lookalike Origin (suffix)", (origin) => ({ "x-csrf": "1", origin: `${origin}.evil.com` })],
-    ["a lookalike Origin (other port)", (origin) => ({ "x-csrf": "1", origin: origin.replace(/:\d+$/, ":1") })],
-    ["a lookalike Origin (https)", (origin) => ({ "x-csrf": "1", origin: origin.replace("http:", "https:") })],
-    ["Sec-Fetch-Site: same-site", () => ({ "x-csrf": "1", "sec-fetch-site": "same-site" })],
-    ["Sec-Fetch-Site: cross-site with no Origin", () => ({ "x-csrf": "1", "sec-fetch-site": "cross-site" })],
-    ["a foreign Origin even with Sec-Fetch-Site: same-origin", () => ({ "x-csrf": "1", origin: "https://evil.example", "sec-fetch-site": "same-origin" })],
-    ["missing X-CSRF", (origin) => ({ origin })],
-    ["X-CSRF: 0", (origin) => ({ "x-csrf": "0", origin })],
-    ["a text/plain form post", (origin) => ({ origin, "content-type": "text/plain" })],
-    ["a urlencoded form post from another site", () => ({ origin: "https://evil.example", "content-type": "application/x-www-form-urlencoded" })],
+  const NO_CSRF = "missing X-CSRF: 1";
+  const FOREIGN = "origin not allowed";
+  const NO_ORIGIN = "no usable Origin and not Sec-Fetch-Site: same-origin";
+  // Each refusal with the reason its audit line gives (SECURITY.md G32: a reviewer reads why).
+  const refusals: [string, (origin: string) => Record<string, string>, string][] = [
+    ["Origin: https://evil.example", () => ({ "x-csrf": "1", origin: "https://evil.example" }), FOREIGN],
+    ["Origin: null", () => ({ "x-csrf": "1", origin: "null" }), NO_ORIGIN],
+    ["no Origin", () => ({ "x-csrf": "1" }), NO_ORIGIN],
+    ["a lookalike Origin (suffix)", (origin) => ({ "x-csrf": "1", origin: `${origin}.evil.com` }), FOREIGN],
+    ["a lookalike Origin (other port)", (origin) => ({ "x-csrf": "1", origin: origin.replace(/:\d+$/, ":1") }), FOREIGN],
+    ["a lookalike Origin (https)", (origin) => ({ "x-csrf": "1", origin: origin.replace("http:", "https:") }), FOREIGN],
+    ["Sec-Fetch-Site: same-site", () => ({ "x-csrf": "1", "sec-fetch-site": "same-site" }), NO_ORIGIN],
+    ["Sec-Fetch-Site: cross-site with no Origin", () => ({ "x-csrf": "1", "sec-fetch-site": "cross-site" }), NO_ORIGIN],
+    ["a foreign Origin even with Sec-Fetch-Site: same-origin", () => ({ "x-csrf": "1", origin: "https://evil.example", "sec-fetch-site": "same-origin" }), FOREIGN],
+    ["missing X-CSRF", (origin) => ({ origin }), NO_CSRF],
+    ["X-CSRF: 0", (origin) => ({ "x-csrf": "0", origin }), NO_CSRF],
+    ["a text/plain form post", (origin) => ({ origin, "content-type": "text/plain" }), NO_CSRF],
+    ["a urlencoded form post from another site", () => ({ origin: "https://evil.example", "content-type": "application/x-www-form-urlencoded" }), NO_CSRF],
   ];
 
-  it.each(refusals)("refuses POST /auth/logout with %s: 403, session untouched, one audit event", async (_name, headers) => {
+  it.each(refusals)("refuses POST /auth/logout with %s: 403, session untouched, one audit event saying why", async (_name, headers, reason) => {
     const { token } = await h.login("csrf-target");
     const before = h.audit.named("csrf.refused").length;
     const response = await fetch(`${h.origin}/auth/logout`, {
@@ -35,9 +39,11 @@ describe("CSRF and Origin (SECURITY.md B)", () => {
       body: headers(h.origin)["content-type"] ? "a=b" : null,
     });
     expect(response.status).toBe(403);
-    expect(await response.json()).toEqual({ error: "csrf", message: expect.any(String) });
+    expect(await response.json()).toEqual({ error: "csrf", message: "This request must come from the game's own page." });
     expect(response.headers.get("access-control-allow-origin")).toBeNull();
-    expect(h.audit.named("csrf.refused").length).toBe(before + 1);
+    const events = h.audit.named("csrf.refused");
+    expect(events.length).toBe(before + 1);
+    expect(events.at(-1)).toMatchObject({ reason, method: "POST", path: "/auth/logout", origin: headers(h.origin).origin ?? "(none)" });
     const me = await fetch(`${h.origin}/auth/me`, { headers: { cookie: `__Host-Http-session=${token}` } });
     expect(me.status).toBe(200);
   });

@@ -62,6 +62,14 @@ describe("the session secret is checked (SECURITY.md A2)", () => {
     }
   });
 
+  it("refuses the real token with anything before or after it in the cookie: the whole value is the token", async () => {
+    const { token } = await liveSession("secret-framed");
+    for (const framed of [`x${token}`, `${"a".repeat(26)}.${token}`, `${token}a`]) {
+      expect((await get("/auth/me", framed)).status).toBe(401);
+    }
+    expect((await get("/auth/me", token)).status).toBe(200);
+  });
+
   it("refuses another live session's secret under this session's id", async () => {
     const a = await liveSession("secret-a");
     const b = await liveSession("secret-b");

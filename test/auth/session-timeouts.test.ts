@@ -72,6 +72,27 @@ describe("session timeouts", () => {
       expect((await me(h, token)).status).toBe(401);
     });
 
+    it("leaves a session past its absolute timeout out of the player's list from that very moment, before the sweeper deletes it", async () => {
+      const old = await h.login("lister");
+      const [oldId] = old.token.split(".");
+      h.clock.advance(1200 * 1000);
+      const current = await h.login("lister");
+      const [currentId] = current.token.split(".");
+      const listed = async (): Promise<string[]> => {
+        const response = await fetch(`${h.origin}/auth/sessions`, { headers: { cookie: `__Host-Http-session=${current.token}` } });
+        return ((await response.json()) as { sessions: { id: string }[] }).sessions.map((s) => s.id);
+      };
+      // Both stay active (never idle); the old one reaches its 12 h exactly.
+      for (let elapsed = 1200; elapsed < 43200; elapsed += 1200) {
+        expect((await me(h, old.token)).status).toBe(200);
+        expect(await listed()).toEqual([oldId, currentId]);
+        h.clock.advance(1200 * 1000);
+      }
+      expect(await listed()).toEqual([currentId]);
+      const row = h.bff.db.sqlite.prepare("SELECT count(*) AS n FROM sessions WHERE id = ?").get(oldId) as { n: number };
+      expect(row.n).toBe(1);
+    });
+
     it("slides the idle window at most once a minute, and not at all with ?slide=false", async () => {
       const { token } = await h.login("slider");
       const [id] = token.split(".");

@@ -207,24 +207,28 @@ describe.each<EngineName>(["sqlite", "postgres"])("the %s store", (engineName) =
   });
 
   describe("the provider-token tamper check (SECURITY.md D17)", () => {
-    it("passes intact tokens, and throws on a changed ciphertext even after the same session passed", async () => {
-      const { id, token } = await newSession(a, { idToken: "id-token" });
-      const first = await b.sessions.authenticate(token, { slide: false });
-      await b.sessions.checkTokens(first!.session);
-      // The same node again: the ciphertexts are remembered as intact, so this is where a cache keyed by session alone would pass.
-      const again = await b.sessions.authenticate(token, { slide: false });
-      await b.sessions.checkTokens(again!.session);
-      const row = await c.sessions.readTokens(id);
-      expect(row?.idToken).toBe("id-token");
-      // One bit of the sealed ID token flipped in the database (its last base64url character changed).
-      await engine.exec(
-        `UPDATE sessions SET id_token = substr(id_token, 1, length(id_token) - 1) || CASE WHEN substr(id_token, length(id_token)) = 'A' THEN 'B' ELSE 'A' END WHERE id = '${id}'`,
-      );
-      const tampered = await b.sessions.authenticate(token, { slide: false });
-      await expect(b.sessions.checkTokens(tampered!.session)).rejects.toThrow(DecryptionError);
-      // And on a node that never saw the session.
-      await expect(c.sessions.checkTokens((await c.sessions.authenticate(token, { slide: false }))!.session)).rejects.toThrow(DecryptionError);
-    });
+    // Each of the three sealed columns: a cache of intact rows that left one out would pass it.
+    it.each(["access_token", "refresh_token", "id_token"])(
+      "passes intact tokens, and throws on a changed %s ciphertext even after the same session passed",
+      async (column) => {
+        const { id, token } = await newSession(a, { idToken: "id-token" });
+        const first = await b.sessions.authenticate(token, { slide: false });
+        await b.sessions.checkTokens(first!.session);
+        // The same node again: the ciphertexts are remembered as intact, so this is where a cache keyed by session alone would pass.
+        const again = await b.sessions.authenticate(token, { slide: false });
+        await b.sessions.checkTokens(again!.session);
+        const row = await c.sessions.readTokens(id);
+        expect(row?.idToken).toBe("id-token");
+        // One bit of the sealed token flipped in the database (its last base64url character changed).
+        await engine.exec(
+          `UPDATE sessions SET ${column} = substr(${column}, 1, length(${column}) - 1) || CASE WHEN substr(${column}, length(${column})) = 'A' THEN 'B' ELSE 'A' END WHERE id = '${id}'`,
+        );
+        const tampered = await b.sessions.authenticate(token, { slide: false });
+        await expect(b.sessions.checkTokens(tampered!.session)).rejects.toThrow(DecryptionError);
+        // And on a node that never saw the session.
+        await expect(c.sessions.checkTokens((await c.sessions.authenticate(token, { slide: false }))!.session)).rejects.toThrow(DecryptionError);
+      },
+    );
   });
 
   describe("accounts", () => {
