@@ -103,6 +103,10 @@ export const modules = {
       "test/auth/no-store.test.ts",
       "test/auth/refresh-lifetime.test.ts",
       "test/auth/discovery-retry.test.ts",
+      // Ending the session a browser had (or sent to the callback) at a new login; the store
+      // contract's accounts (the display name kept up to date).
+      "test/auth/session.test.ts",
+      "test/store/store.test.ts",
     ],
     timeoutMS: 8_000,
     // SECURITY.md A5, A7, C10-C14: the login's no-store and login-state cookie, the callback's

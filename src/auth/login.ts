@@ -60,6 +60,8 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
     });
     deps.audit.write("login.started", { provider: provider.name, ip: c.var.clientIP, requestId: c.var.requestId });
     c.header("Set-Cookie", loginCookie(handle, LOGIN_ATTEMPT_TTL_SECONDS));
+    // Stryker: equivalent (→ `""`) — this answer always sets a cookie, and headers.ts makes
+    // every such answer no-store; the header says it here too.
     c.header("Cache-Control", "no-store");
     return c.redirect(provider.authorizationURL(attempt).href, 302);
   });
@@ -160,6 +162,7 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
       await deps.sessions.end(attempt.previousSession.id, attempt.previousSession.accountId, "replaced");
     }
     const previous = readCookie(c.req.header("cookie"), SESSION_COOKIE);
+    // Stryker: equivalent (`slide: false` → `true`) — the session is ended on the next line.
     const previousSession = previous === null ? null : await deps.sessions.validate(previous, { slide: false });
     if (previousSession !== null) {
       await deps.sessions.end(previousSession.id, previousSession.accountId, "replaced");
@@ -167,6 +170,7 @@ export function loginRoutes(deps: LoginDeps): Hono<AppEnv> {
     const { session, token } = await deps.sessions.create({
       accountId: account.id,
       provider: provider.name,
+      // Stryker: enforces nothing (the `""` for a client that sends no User-Agent) — a label in the player's list.
       userAgent: c.req.header("user-agent") ?? "",
       tokens: result.tokens,
       providerSid: sidOfIdToken(result.tokens.idToken),

@@ -222,6 +222,8 @@ export async function discover(issuer: string, fetcher: typeof fetch): Promise<O
     }
     body = await response.json();
   } catch (cause) {
+    // Stryker: enforces nothing (`{ cause }` → `{}`) — the chained error is for a debugger; the
+    // operator's line and unavailable() carry the message.
     throw new Error(`discovery at ${url} failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
   }
   if (typeof body !== "object" || body === null) {
@@ -262,6 +264,7 @@ function createOIDCProvider(config: Extract<ProviderConfig, { kind: "oidc" }>, d
   // treated as down (the login route answers its 503 page before getting here).
   const metadata = (): OIDCMetadata => {
     if (discovery.metadata === null) {
+      // Stryker: untested (`"pending"`) — the text before discovery's first attempt has answered.
       throw new ProviderError("unreachable", `the identity provider has not been discovered yet: ${discovery.problem ?? "pending"}`);
     }
     return discovery.metadata;
@@ -279,6 +282,7 @@ function createOIDCProvider(config: Extract<ProviderConfig, { kind: "oidc" }>, d
       return new URL(discovery.metadata?.authorizationEndpoint ?? config.issuer).origin;
     },
     get sendsIssuerInCallback() {
+      // Stryker: untested (the `false` before discovery) — no login starts or completes then.
       return discovery.metadata?.issuerInCallback ?? false;
     },
     authorizationURL(request) {
@@ -318,6 +322,7 @@ function createOIDCProvider(config: Extract<ProviderConfig, { kind: "oidc" }>, d
     get revoke() {
       return discovery.metadata !== null && discovery.metadata.revocationEndpoint === null ? null : revoke;
     },
+    // Stryker: equivalent (the test → `true`) — the discovery loop clears its problem when it succeeds.
     unavailable: () => (discovery.metadata === null ? discovery.problem : null),
     clientId: config.clientId,
     // Known only after discovery, like the endpoints.
@@ -501,6 +506,7 @@ export function validateIdTokenClaims(
   if (typeof iss !== "string" || !expected.issuers.includes(iss)) {
     throw new ProviderError("invalid_id_token", "the ID token's issuer is not the provider's");
   }
+  // Stryker: equivalent (the last `[]` → a list of one made-up audience) — it is not our client id either.
   const audiences = typeof aud === "string" ? [aud] : Array.isArray(aud) ? aud : [];
   if (!audiences.includes(expected.clientId)) {
     throw new ProviderError("invalid_id_token", "the ID token was not issued to us (aud)");
@@ -518,6 +524,7 @@ export function validateIdTokenClaims(
     throw new ProviderError("invalid_id_token", "the ID token has no usable subject");
   }
   // The configured claim (OIDC_<NAME>_NAME_CLAIM) first, then the usual ones, then the subject.
+  // Stryker: equivalent (the `[]` → a list of one made-up claim name) — no token carries it.
   const names = [...(expected.nameClaim ? [expected.nameClaim] : []), ...DISPLAY_NAME_CLAIMS];
   const displayName = firstString(record, names) ?? sub;
   return { issuer: iss, subject: sub, displayName: displayName.slice(0, 64) };

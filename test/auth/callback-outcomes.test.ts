@@ -33,7 +33,28 @@ describe("callback outcomes", () => {
       provider: "demo",
       accountId: me.user.id,
       session: h.bff.audit.sessionRef(token.split(".")[0] ?? ""),
+      detail: "account created",
     });
+    expect(h.audit.named("login.started").at(-1)).toMatchObject({ provider: "demo", ip: "127.0.0.1", requestId: expect.any(String) });
+    // The account exists now: a second login says nothing of creating one.
+    await h.login("audited");
+    expect(h.audit.named("login.success").at(-1)).not.toHaveProperty("detail");
+  });
+
+  it("answers an unknown provider's login and callback with the contract's 404", async () => {
+    for (const path of ["/auth/login/myspace", "/auth/callback/myspace?state=x&code=y"]) {
+      const response = await new Agent().fetch(`${h.origin}${path}`);
+      expect(response.status).toBe(404);
+      expect(await response.json()).toEqual({ error: "unknown_provider", message: "No such identity provider." });
+    }
+  });
+
+  it("sends the player on with a page that links to where the login started", async () => {
+    const agent = new Agent();
+    const response = await agent.login(h.origin, "continued", { returnTo: "/arena?room=2" });
+    const page = await response.text();
+    expect(page).toContain("<title>Signed in");
+    expect(page).toContain('<a id="continue" href="/arena?room=2">Continue to the game</a>');
   });
 
   it("lets no blocked account in: 403, no session, the failure audited", async () => {
@@ -51,6 +72,31 @@ describe("callback outcomes", () => {
     expect(h.audit.named("login.failure").at(-1)).toMatchObject({ accountId: me.user.id, reason: "account blocked" });
   });
 
+  // Each refusal's audit reason (SECURITY.md G32: a reviewer reads why a login failed) and
+  // what the page tells the player (its data-reason).
+  it.each([
+    ["without the login-state cookie", (url: URL) => url, false, { reason: "no login-state cookie" }, "cookies"],
+    ["without state", (url: URL) => (url.searchParams.delete("state"), url), true, { reason: "no state" }, "expired"],
+    ["with an unknown state", (url: URL) => (url.searchParams.set("state", "x".repeat(43)), url), true, { reason: "unknown, expired, replayed or mismatched state" }, "expired"],
+    ["with state twice", (url: URL) => (url.searchParams.append("state", "x"), url), true, { reason: "repeated callback parameter", detail: "state" }, "expired"],
+    [
+      "with the provider's error",
+      (url: URL) => (url.searchParams.delete("code"), url.searchParams.set("error", "access_denied"), url),
+      true,
+      { reason: "provider returned an error", detail: "access_denied" },
+      "denied",
+    ],
+    ["with another issuer", (url: URL) => (url.searchParams.set("iss", "https://evil.example"), url), true, { reason: "issuer mismatch in callback (RFC 9207)" }, "provider_refused"],
+    ["without a code", (url: URL) => (url.searchParams.delete("code"), url), true, { reason: "no code" }, "expired"],
+  ])("audits why a callback %s failed, and tells the player what to do", async (_name, change, withCookie, audited, shown) => {
+    const agent = new Agent();
+    const callback = change(await agent.authorize(await agent.startLogin(h.origin), "refused-callback", h.origin));
+    const response = await (withCookie ? agent : new Agent()).fetch(callback);
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain(`data-reason="${shown}"`);
+    expect(h.audit.named("login.failure").at(-1)).toMatchObject({ provider: "demo", ...audited });
+  });
+
   it("refuses a login attempt whose sealed verifier was tampered with, before any token request (SECURITY.md D17)", async () => {
     const agent = new Agent();
     const callback = await agent.authorize(await agent.startLogin(h.origin), "tampered", h.origin);
@@ -59,6 +105,7 @@ describe("callback outcomes", () => {
     expect((await agent.fetch(callback)).status).toBe(400);
     expect(h.idp.tokenRequests.authorization_code).toBe(before);
     expect(h.audit.named("crypto.decrypt.failed").at(-1)).toMatchObject({ reason: "login attempt" });
+    expect(h.audit.named("login.failure").at(-1)).toMatchObject({ reason: "login attempt unreadable" });
     expect(agent.cookie(h.origin, SESSION)).toBeNull();
   });
 

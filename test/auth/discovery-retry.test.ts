@@ -69,6 +69,9 @@ describe("provider discovery does not block the start (issue 18)", () => {
     expect(login.status).toBe(503);
     expect(login.headers.get("location")).toBeNull();
     expect(login.headers.get("retry-after")).toBe("30");
+    // No cookie is set on this answer, so only the route's own header keeps it out of caches.
+    expect(login.headers.getSetCookie()).toEqual([]);
+    expect(login.headers.get("cache-control")).toBe("no-store");
     const page = await login.text();
     expect(page).toContain('data-reason="provider_down"');
     expect(page).toContain("Demo is not answering right now");

@@ -58,7 +58,7 @@ describe("mix-up defence without iss (SECURITY.md C13, RFC 9700 4.4)", () => {
     expect(tokenRequests()).toEqual(before);
     expect(h.bff.db.sqlite.prepare("SELECT count(*) AS n FROM sessions").get()).toEqual(sessionsBefore);
     expect(agent.cookie(h.origin, "__Host-Http-session")).toBeNull();
-    expect(h.audit.named("login.failure").at(-1)).toMatchObject({ provider: arrivesAt, reason: "callback of another provider" });
+    expect(h.audit.named("login.failure").at(-1)).toMatchObject({ provider: arrivesAt, reason: "callback of another provider", detail: `started with ${startedAt}` });
 
     // The refused callback spent the attempt: the genuine one, cookie and all, no longer works.
     expect((await agent.fetch(callback, { headers: { cookie: `__Host-Http-login=${loginCookie}` } })).status).toBe(400);

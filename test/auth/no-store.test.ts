@@ -49,6 +49,29 @@ describe("no-store wherever a cookie is set (SECURITY.md A7)", () => {
     });
   });
 
+  describe("a refused callback that sets no cookie", () => {
+    let h: Harness;
+    beforeAll(async () => {
+      h = await startHarness();
+    });
+    afterAll(async () => {
+      await h.close();
+    });
+
+    it("answers no-store though the browser's other login keeps its login-state cookie alive", async () => {
+      const agent = h.agent();
+      const callback = await agent.authorize(await agent.startLogin(h.origin), "no-store-pending", h.origin);
+      // A second tab's login is still waiting: the refused one leaves the cookie alone.
+      await agent.startLogin(h.origin);
+      callback.searchParams.delete("code");
+      callback.searchParams.set("error", "access_denied");
+      const response = await agent.fetch(callback);
+      expect(response.status).toBe(400);
+      expect(response.headers.getSetCookie()).toEqual([]);
+      expect(response.headers.get("cache-control")).toBe("no-store");
+    });
+  });
+
   /**
    * The rule lives in the security-headers middleware so that no route can get it wrong: the
    * real middleware in front of routes that set a cookie and ask for caching anyway.

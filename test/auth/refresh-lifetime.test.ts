@@ -17,11 +17,13 @@ interface LifetimeProxy {
   field: string;
   /** The real token endpoint, learnt from discovery. */
   target: string | null;
+  /** Any other change to every successful answer (a field dropped or set), or null. */
+  rewrite: ((answer: Record<string, unknown>) => Record<string, unknown>) | null;
   close(): Promise<void>;
 }
 
 async function startLifetimeProxy(): Promise<LifetimeProxy> {
-  const proxy: LifetimeProxy = { url: "", lifetime: null, field: "refresh_token_expires_in", target: null, close: async () => {} };
+  const proxy: LifetimeProxy = { url: "", lifetime: null, field: "refresh_token_expires_in", target: null, rewrite: null, close: async () => {} };
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
@@ -37,6 +39,9 @@ async function startLifetimeProxy(): Promise<LifetimeProxy> {
         const parsed: unknown = upstream.ok ? JSON.parse(body) : null;
         if (proxy.lifetime !== null && typeof parsed === "object" && parsed !== null && "refresh_token" in parsed) {
           body = JSON.stringify({ ...parsed, [proxy.field]: proxy.lifetime });
+        }
+        if (proxy.rewrite !== null && upstream.ok) {
+          body = JSON.stringify(proxy.rewrite(JSON.parse(body) as Record<string, unknown>));
         }
         res.writeHead(upstream.status, { "content-type": upstream.headers.get("content-type") ?? "application/json", "cache-control": "no-store" });
         res.end(body);
@@ -96,6 +101,7 @@ describe("the session never outlives the provider's refresh token (SECURITY.md A
   beforeEach(async () => {
     proxy.lifetime = null;
     proxy.field = "refresh_token_expires_in";
+    proxy.rewrite = null;
     h = await startHarness({
       idp: { refreshTokenTTLSeconds: 7200 },
       portcullis: {
@@ -159,5 +165,40 @@ describe("the session never outlives the provider's refresh token (SECURITY.md A
     expect((await get("/api/me")).status).toBe(200);
     expect(h.idp.tokenRequests.refresh_token).toBe(before + 1);
     expect(await expiresAt()).toBe(started + 900_000);
+  });
+
+  it("reads a refresh-token lifetime of 0 as unknown (Keycloak's offline tokens: no expiry), not as a session already over", async () => {
+    proxy.lifetime = 0;
+    const started = h.clock.now();
+    token = (await h.login("zero-lifetime")).token;
+    expect(await expiresAt()).toBe(started + 43_200_000);
+  });
+
+  it("reads an access-token lifetime of 0 as unknown: no refresh before the provider refuses the token", async () => {
+    proxy.rewrite = (answer) => ({ ...answer, expires_in: 0 });
+    token = (await h.login("zero-access-lifetime")).token;
+    const before = h.idp.tokenRequests.refresh_token;
+    expect((await get("/api/me")).status).toBe(200);
+    expect(h.idp.tokenRequests.refresh_token).toBe(before);
+  });
+
+  it("keeps no empty refresh token: a session whose provider sent refresh_token \"\" has none to revoke or use", async () => {
+    proxy.rewrite = ({ refresh_token: _dropped, ...answer }) => ({ ...answer, refresh_token: "" });
+    token = (await h.login("empty-refresh")).token;
+    const [id] = token.split(".");
+    expect((await h.bff.sessions.readTokens(id ?? ""))?.refreshToken).toBeNull();
+  });
+
+  it.each([
+    ["without an ID token", ({ id_token: _dropped, ...answer }: Record<string, unknown>) => answer, "invalid_id_token"],
+    ["without an access token", ({ access_token: _dropped, ...answer }: Record<string, unknown>) => answer, "invalid_token_response"],
+  ])("refuses a login whose token answer comes %s: the failure page, no session, the reason audited", async (_name, rewrite, reason) => {
+    proxy.rewrite = rewrite;
+    const agent = h.agent();
+    const response = await agent.login(h.origin, "broken-answer");
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain('data-reason="provider_refused"');
+    expect(agent.cookie(h.origin, "__Host-Http-session")).toBeNull();
+    expect(h.audit.named("login.failure").at(-1)).toMatchObject({ reason });
   });
 });

@@ -94,6 +94,18 @@ describe("sessions", () => {
       expect((await me(h, planted)).status).toBe(401);
     });
 
+    it("ends a session cookie that arrives only with the callback (a same-site provider, a client that is not a browser)", async () => {
+      const { token: earlier } = await h.login("callback-cookie");
+      const client = new Agent();
+      const callback = await client.authorize(await client.startLogin(h.origin), "callback-cookie", h.origin);
+      // Not sent when the login started; set just before the provider sends the client back.
+      client.setCookie(h.origin, "__Host-Http-session", earlier);
+      expect((await client.fetch(callback)).status).toBe(200);
+      expect(client.cookie(h.origin, "__Host-Http-session")).not.toBe(earlier);
+      expect((await me(h, earlier)).status).toBe(401);
+      expect(h.audit.named("session.revoked").at(-1)).toMatchObject({ reason: "replaced" });
+    });
+
     it("ends the session a browser had when it logs in again, though the cross-site callback carries no session cookie (issue 11 item 4)", async () => {
       const first = await loginWithGrant(h, "relogger");
       const [firstId] = first.token.split(".");
