@@ -117,12 +117,12 @@ export const modules = {
     // response's lifetimes. The preset providers (Google, Discord, GitHub, Twitch) are left
     // out: no test can reach them, beyond the URLs providers.test.ts checks.
     security: [
-      "src/auth/login.ts:36-186",
-      "src/auth/login.ts:196-205",
+      "src/auth/login.ts:36-190",
+      "src/auth/login.ts:200-209",
       "src/auth/login-attempts.ts:31-161",
       "src/auth/accounts.ts:40-84",
-      "src/auth/providers.ts:215-335",
-      "src/auth/providers.ts:492-562",
+      "src/auth/providers.ts:215-340",
+      "src/auth/providers.ts:497-569",
     ],
   },
   "auth-logout": {
