@@ -40,18 +40,18 @@ export const modules = {
     // SECURITY.md D20/D21/I42 (the route and method checks, the credential, both header
     // filters, no-store), H36 (the bounded body), H35 and E27 (the exchange's one timer, the
     // browser that leaves, the caller's signal), C13's wrong-provider check.
-    security: ["src/proxy/relay.ts:155-183", "src/proxy/relay.ts:219-296", "src/proxy/relay.ts:337-401", "src/proxy/relay.ts:422-467"],
+    security: ["src/proxy/relay.ts:155-183", "src/proxy/relay.ts:219-302", "src/proxy/relay.ts:330-424", "src/proxy/relay.ts:438-483"],
     // The rest of `security` (MUTATE_SCOPE=exchange): the exchange's failure answers and
     // audit line, no-store and the answer's head, the one timer, the browser that leaves and
     // the caller's signal (H35, E27).
-    exchange: ["src/proxy/relay.ts:236-259", "src/proxy/relay.ts:277-302", "src/proxy/relay.ts:330-406"],
+    exchange: ["src/proxy/relay.ts:236-259", "src/proxy/relay.ts:277-302", "src/proxy/relay.ts:330-424"],
     // What one afternoon's run covered (MUTATE_SCOPE=filters): the route, method and
     // provider checks, both header filters with no-store, the credential, the body limit.
     filters: [
       "src/proxy/relay.ts:155-183",
       "src/proxy/relay.ts:219-235",
       "src/proxy/relay.ts:256-276",
-      "src/proxy/relay.ts:422-467",
+      "src/proxy/relay.ts:438-483",
     ],
   },
   // auth in three parts (1,780 mutants in one run did not fit an afternoon on two cores),

@@ -337,6 +337,7 @@ class Exchange {
       this.end(new Error(`no complete answer within ${timeoutMs} ms`));
     }, timeoutMs);
     outgoing.once("close", this.onClientClose);
+    // Stryker: equivalent (`{ once: true }` → `{}`) — settle() removes the listener, and a signal aborts once.
     signal?.addEventListener("abort", this.onAbort, { once: true });
   }
 
@@ -346,6 +347,8 @@ class Exchange {
         reject(new Error("ended before it was sent"));
         return;
       }
+      // Stryker: untested (the https choice) — no test upstream speaks TLS; an https upstream
+      // sent over plain http would fail, not leak.
       const transport = url.protocol === "https:" ? transports["https:"] : transports["http:"];
       const request = transport.request(url, { ...init, agent: transport.agent });
       this.request = request;
@@ -356,7 +359,10 @@ class Exchange {
       });
       request.once("error", (error: NodeJS.ErrnoException) => {
         // A pooled socket the upstream closed as the request went out: an idempotent
-        // request (RFC 9110 9.2.2) may be sent once more, on a fresh socket.
+        // request (RFC 9110 9.2.2) may be sent once more, on a fresh socket. Stryker:
+        // equivalent (`error.code === "ECONNRESET"` → `true`, `this.upstream === undefined` →
+        // `true`) — a reused socket fails only by a reset (or EPIPE, the same case) before an
+        // answer, and only idempotent requests are sent again, once.
         if (request.reusedSocket && error.code === "ECONNRESET" && !retried && IDEMPOTENT.has(init.method) && this.upstream === undefined) {
           this.send(url, init, body, true).then(resolve, reject);
           return;
@@ -367,7 +373,17 @@ class Exchange {
     });
   }
 
-  /** Pipes the answer to the browser; the timer keeps running until it is complete. */
+  /**
+   * Pipes the answer to the browser; the timer keeps running until it is complete.
+   *
+   * Stryker: equivalent in effect — the timer cleared at `end` or at `finish` (either one
+   * alone, or neither, `settle()`'s body, `finishHead()`'s, the event names it removes, the
+   * `writableFinished` test), and the message of a broken answer: once the browser's answer
+   * is complete Node has detached it from its socket, so a timer or listener left armed ends
+   * nothing (relay-exchange.test.ts: the kept-alive connection outlives the timeout after a
+   * GET and a HEAD), and after the answer began no `send` is pending to carry a message.
+   * Clearing them frees the timer and the closures early.
+   */
   stream(upstream: IncomingMessage): void {
     upstream.once("error", () => this.end(new Error("the upstream's answer broke off")));
     upstream.once("end", () => clearTimeout(this.timer));
@@ -388,6 +404,7 @@ class Exchange {
   };
 
   private readonly onAbort = (): void => {
+    // Stryker: untested (`"ended by the caller"`) — every caller aborts with an Error.
     this.end(this.signal?.reason instanceof Error ? this.signal.reason : new Error("ended by the caller"));
   };
 

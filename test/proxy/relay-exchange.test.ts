@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { Agent as HttpAgent, createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startHarness, type Harness } from "../fixtures/harness";
@@ -65,6 +65,31 @@ async function bodyOutcome(response: Response, ms: number): Promise<"error" | "c
  * that timed out or whose browser left is never sent again, a trickling or broken answer
  * never pins the browser's connection, and an upstream's 5xx is audited.
  */
+interface KeptAliveAnswer {
+  status: number;
+  headers: Record<string, unknown>;
+  body: string;
+  /** The request went out on the browser's earlier connection. */
+  reused: boolean;
+}
+
+/** One request over `agent`'s kept-alive connection to the BFF, as a browser sends it. */
+function sendKeptAlive(h: Harness, token: string, agent: HttpAgent, method: string, path: string): Promise<KeptAliveAnswer> {
+  const url = new URL(h.origin);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: url.hostname, port: url.port, method, path, agent, headers: { cookie: `__Host-Http-session=${token}`, ...h.csrf() } }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => {
+        body += chunk;
+      });
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, reused: req.reusedSocket }));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
 describe("/api relay: an exchange that ends early (short upstream timeout)", () => {
   let upstream: ScriptedUpstream;
   let h: Harness;
@@ -88,6 +113,20 @@ describe("/api relay: an exchange that ends early (short upstream timeout)", () 
     };
   });
 
+  it("leaves nothing armed once an answer is complete: the browser's kept-alive connection outlives the timeout", async () => {
+    const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+    try {
+      expect((await sendKeptAlive(h, token, agent, "GET", "/api/game/done")).status).toBe(200);
+      // Past the 300 ms the exchange's timer had: a timer left running would end the connection.
+      await sleep(450);
+      const next = await sendKeptAlive(h, token, agent, "GET", "/api/game/next");
+      expect(next.status).toBe(200);
+      expect(next.reused).toBe(true);
+    } finally {
+      agent.destroy();
+    }
+  });
+
   it("sends a GET that timed out on a pooled connection only once", async () => {
     // A first answer leaves a kept-alive socket in the pool: the second request reuses it.
     expect((await api("/api/game/warm")).status).toBe(200);
@@ -98,11 +137,13 @@ describe("/api relay: an exchange that ends early (short upstream timeout)", () 
       }
     };
     const before = upstream.arrivals.length;
-    expect((await api("/api/game/hang")).status).toBe(504);
+    const timedOut = await api("/api/game/hang");
+    expect(timedOut.status).toBe(504);
+    expect(await timedOut.json()).toEqual({ error: "upstream_timeout", message: "The upstream did not answer in time." });
     // Long enough for a second try to have arrived, had the ended exchange sent one.
     await sleep(400);
     expect(upstream.arrivals.slice(before).map((a) => a.path)).toEqual(["/api/game/hang"]);
-    expect(h.audit.named("upstream.failed").at(-1)).toMatchObject({ reason: "timeout" });
+    expect(h.audit.named("upstream.failed").at(-1)).toMatchObject({ reason: "timeout", detail: "no complete answer within 300 ms" });
   });
 
   it("cuts a trickling answer at the timeout: the browser's answer breaks off, it is not held open", async () => {
@@ -166,7 +207,7 @@ describe("/api relay: an exchange that ends early (long upstream timeout)", () =
     await until(() => held.socket.destroyed, "the upstream's socket to close", 3_000);
     await sleep(300);
     expect(upstream.arrivals.slice(before).map((a) => a.path)).toEqual(["/api/game/held"]);
-    await until(() => h.audit.named("upstream.failed").some((e) => e.reason === "client gone"), "the audit line");
+    await until(() => h.audit.named("upstream.failed").some((e) => e.reason === "client gone" && e.detail === "the client went away"), "the audit line");
   });
 
   it("ends the browser's answer at once when the upstream's answer breaks off", async () => {
@@ -210,6 +251,7 @@ describe("/api relay: the one retry on a reset pooled socket", () => {
     const response = await api("/api/game/first");
     expect(response.status).toBe(502);
     expect(upstream.arrivals.map((a) => a.path)).toEqual(["/api/game/first"]);
+    expect(h.audit.named("upstream.failed").at(-1)).toMatchObject({ reason: "unreachable" });
   });
 
   it("sends it once more at most: a second reset pooled socket is a 502", async () => {
@@ -282,8 +324,10 @@ describe("/api relay: HEAD", () => {
       res.writeHead(200, { "content-type": "text/plain", "content-length": "5", "x-upstream": "yes" });
       res.end("hello");
     };
+    // A short timeout: a HEAD's exchange must be over when its head is, its timer too.
     h = await startHarness({
       upstreams: () => ({ routes: [{ prefix: "/api/game/", target: `${upstream.url}/api/game/`, methods: ["GET", "HEAD"] }] }),
+      portcullis: { upstreamTimeoutMs: 300 },
     });
     token = (await h.login("head-user")).token;
   });
@@ -293,22 +337,8 @@ describe("/api relay: HEAD", () => {
   });
 
   it("answers a HEAD with the upstream's status and headers, and the browser's connection stays open for the next request", async () => {
-    const { Agent, request } = await import("node:http");
-    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-    const url = new URL(h.origin);
-    const send = (method: string): Promise<{ status: number; headers: Record<string, unknown>; body: string; reused: boolean }> =>
-      new Promise((resolve, reject) => {
-        const req = request({ host: url.hostname, port: url.port, method, path: "/api/game/thing", agent, headers: { cookie: `__Host-Http-session=${token}`, ...h.csrf() } }, (res) => {
-          let body = "";
-          res.setEncoding("utf8");
-          res.on("data", (chunk: string) => {
-            body += chunk;
-          });
-          res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, reused: req.reusedSocket }));
-        });
-        req.on("error", reject);
-        req.end();
-      });
+    const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+    const send = (method: string): Promise<KeptAliveAnswer> => sendKeptAlive(h, token, agent, method, "/api/game/thing");
     try {
       const head = await send("HEAD");
       expect(head.status).toBe(200);
@@ -317,8 +347,8 @@ describe("/api relay: HEAD", () => {
       expect(head.headers["x-content-type-options"]).toBe("nosniff");
       expect(head.body).toBe("");
       expect(upstream.arrivals.at(-1)?.method).toBe("HEAD");
-      // Give a failing second write the time to take the connection down.
-      await sleep(200);
+      // Give a failing second write, or a timer left running, the time to take the connection down.
+      await sleep(450);
       const get = await send("GET");
       expect(get.status).toBe(200);
       expect(get.body).toBe("hello");
