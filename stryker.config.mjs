@@ -122,7 +122,7 @@ export const modules = {
       "src/auth/login-attempts.ts:31-161",
       "src/auth/accounts.ts:40-84",
       "src/auth/providers.ts:215-340",
-      "src/auth/providers.ts:497-569",
+      "src/auth/providers.ts:497-570",
     ],
   },
   "auth-logout": {

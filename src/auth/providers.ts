@@ -541,6 +541,7 @@ function identityFromIdToken(
   try {
     claims = decodeIdToken(tokens.idToken());
   } catch (cause) {
+    // Stryker: enforces nothing (`{ cause }` → `{}`, here and for the access token) — the chain is for a debugger.
     throw new ProviderError("invalid_id_token", "the token response has no readable ID token", { cause });
   }
   return validateIdTokenClaims(claims, expected);

@@ -190,15 +190,15 @@ describe("the session never outlives the provider's refresh token (SECURITY.md A
   });
 
   it.each([
-    ["without an ID token", ({ id_token: _dropped, ...answer }: Record<string, unknown>) => answer, "invalid_id_token"],
-    ["without an access token", ({ access_token: _dropped, ...answer }: Record<string, unknown>) => answer, "invalid_token_response"],
-  ])("refuses a login whose token answer comes %s: the failure page, no session, the reason audited", async (_name, rewrite, reason) => {
+    ["without an ID token", ({ id_token: _dropped, ...answer }: Record<string, unknown>) => answer, "invalid_id_token", "the token response has no readable ID token"],
+    ["without an access token", ({ access_token: _dropped, ...answer }: Record<string, unknown>) => answer, "invalid_token_response", "the token response has no access token"],
+  ])("refuses a login whose token answer comes %s: the failure page, no session, the reason audited", async (_name, rewrite, reason, detail) => {
     proxy.rewrite = rewrite;
     const agent = h.agent();
     const response = await agent.login(h.origin, "broken-answer");
     expect(response.status).toBe(400);
     expect(await response.text()).toContain('data-reason="provider_refused"');
     expect(agent.cookie(h.origin, "__Host-Http-session")).toBeNull();
-    expect(h.audit.named("login.failure").at(-1)).toMatchObject({ reason });
+    expect(h.audit.named("login.failure").at(-1)).toMatchObject({ reason, detail });
   });
 });
