@@ -71,8 +71,14 @@ export function backchannelLogoutRoutes(deps: BackchannelLogoutDeps): Hono<AppEn
     const form = new URLSearchParams(await c.req.text());
     const tokens = form.getAll("logout_token");
     // Two tokens leave it to chance which one is checked and which one acted on.
-    if (tokens.length !== 1 || tokens[0] === undefined || tokens[0] === "" || tokens[0].length > MAX_TOKEN_LENGTH) {
-      return refused(tokens.length > 1 ? "logout_token repeated" : "no logout_token");
+    if (tokens.length > 1) {
+      return refused("logout_token repeated");
+    }
+    if (tokens[0] === undefined || tokens[0] === "") {
+      return refused("no logout_token");
+    }
+    if (tokens[0].length > MAX_TOKEN_LENGTH) {
+      return refused("logout_token too long");
     }
 
     let token;
