@@ -134,6 +134,9 @@ export const modules = {
       "test/auth/session.test.ts",
       "test/auth/session-live.test.ts",
       "test/auth/no-store.test.ts",
+      "test/auth/session-events.test.ts",
+      // DELETE /auth/sessions/:id of the caller's own session expires its cookie.
+      "test/auth/callback-outcomes.test.ts",
     ],
     timeoutMS: 8_000,
   },

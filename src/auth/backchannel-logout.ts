@@ -36,6 +36,8 @@ export function backchannelLogoutRoutes(deps: BackchannelLogoutDeps): Hono<AppEn
   const verifierFor = (provider: Provider): LogoutTokenVerifier | null => {
     if (!provider.backchannelLogoutSupported || provider.jwksURI === null) return null;
     let verifier = verifiers.get(provider.name);
+    // Stryker: equivalent for security (→ `true`, a new verifier per token) — the replay check
+    // is in the store, not the verifier; only jose's key cache would be lost, a JWKS fetch per token.
     if (verifier === undefined) {
       verifier = new LogoutTokenVerifier({
         issuer: provider.issuer,
@@ -43,6 +45,8 @@ export function backchannelLogoutRoutes(deps: BackchannelLogoutDeps): Hono<AppEn
         jwksURI: provider.jwksURI,
         clock: deps.clock,
         jtis: deps.jtis,
+        // Stryker: untested (passing an injected fetch on, here and in LogoutTokenVerifier) —
+        // nothing that injects one verifies logout tokens; without one, jose's fetch is used.
         ...(deps.fetch === undefined ? {} : { fetch: deps.fetch }),
       });
       verifiers.set(provider.name, verifier);
@@ -64,6 +68,7 @@ export function backchannelLogoutRoutes(deps: BackchannelLogoutDeps): Hono<AppEn
     };
 
     // 2.5: the token arrives as an application/x-www-form-urlencoded POST body.
+    // Stryker: equivalent (the `""` for no Content-Type → any other text) — it is not a form type either.
     const contentType = (c.req.header("content-type") ?? "").split(";")[0]?.trim().toLowerCase();
     if (contentType !== "application/x-www-form-urlencoded") {
       return refused("not a form-encoded body");

@@ -18,7 +18,8 @@ export const LOGOUT_TOKEN_MAX_AGE_SECONDS = 300;
 export const LOGOUT_TOKEN_SKEW_SECONDS = 30;
 // Only public-key algorithms: the keys come from the provider's JWKS, and a MAC algorithm
 // would let anyone who knows our client secret (or a confused verifier) sign for it.
-// jose never accepts `alg: none` in jwtVerify.
+// jose never accepts `alg: none` in jwtVerify. Stryker: enforces nothing (removing one name) —
+// that only refuses a provider's tokens in one more public-key algorithm; the tests sign with RS256.
 const ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519"];
 // jose's JWKS cache: a key set is reused for 10 minutes, and an unknown `kid` (the provider
 // rotated its keys) triggers a refetch at most every 30 s, so a flood of tokens with made-up
@@ -43,6 +44,7 @@ export class LogoutTokenError extends Error {
     options?: { cause?: unknown },
   ) {
     super(reason, options);
+    // Stryker: enforces nothing (the name) — callers test `instanceof` and read `reason`.
     this.name = "LogoutTokenError";
   }
 }
@@ -97,6 +99,7 @@ export class LogoutTokenVerifier {
       }
     } catch (error) {
       if (error instanceof LogoutTokenError) throw error;
+      // Stryker: enforces nothing (`{ cause }` → `{}`) — the chain is for a debugger; the audit line has the reason.
       throw new LogoutTokenError(describeJoseError(error), { cause: error });
     }
 
@@ -168,6 +171,11 @@ function optionalClaim(value: unknown, name: string): string | null {
 }
 
 /** A short, token-free reason for the audit log. */
+/**
+ * The audit reason of a token jose refused. Stryker: untested (the JWKS timeout's and the
+ * last line's texts) — the test provider always answers for its keys, and jose throws only
+ * its own errors.
+ */
 function describeJoseError(error: unknown): string {
   if (error instanceof errors.JWTExpired) return error.claim === "iat" ? "iat too old" : "expired";
   if (error instanceof errors.JWTClaimValidationFailed) return `claim ${error.claim}: ${error.reason}`;
@@ -188,6 +196,8 @@ export function sidOfIdToken(idToken: string | null): string | null {
   if (idToken === null) return null;
   try {
     const sid = decodeJwt(idToken).sid;
+    // Stryker: equivalent (either bound → `true`) — a session stored with an empty or overlong
+    // sid is never matched, since a logout token with such a sid is refused (optionalClaim).
     return typeof sid === "string" && sid !== "" && sid.length <= MAX_CLAIM_LENGTH ? sid : null;
   } catch {
     return null;

@@ -13,6 +13,7 @@ import type { SessionRepository } from "../store/types";
  */
 export async function asksForProviderLogout(c: Context<AppEnv>): Promise<boolean> {
   if (c.req.query("provider") === "1") return true;
+  // Stryker: equivalent (the `""` for no Content-Type → any other text) — it is not application/json either.
   const contentType = (c.req.header("content-type") ?? "").split(";")[0]?.trim().toLowerCase();
   if (contentType !== "application/json") return false;
   let body: unknown;
@@ -21,6 +22,8 @@ export async function asksForProviderLogout(c: Context<AppEnv>): Promise<boolean
   } catch {
     return false;
   }
+  // Stryker: equivalent (`typeof body === "object"` → `true`) — a string, number or boolean
+  // has no `provider` member; `null`, which would throw, is caught by the second test.
   return typeof body === "object" && body !== null && (body as Record<string, unknown>).provider === true;
 }
 

@@ -64,6 +64,9 @@ export function sessionRoutes(deps: SessionRouteDeps): Hono<AppEnv> {
     if (!withProvider) {
       return c.body(null, 204);
     }
+    // Stryker: untested (the detail for a provider without end_session_endpoint) — the test
+    // provider has one. Equivalent (`noStore` → false below) — this answer expires the
+    // session cookie, and headers.ts makes every answer that sets a cookie no-store.
     deps.audit.write("logout.provider.requested", {
       sessionId: session.id,
       provider: session.provider,

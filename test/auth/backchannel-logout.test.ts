@@ -91,7 +91,7 @@ describe("POST /auth/backchannel-logout/:provider (SECURITY.md I40)", () => {
     expect(await closed).toBe(4401);
     expect(await me(token)).toBe(401);
     const accepted = h.audit.named("logout.backchannel.accepted").at(-1);
-    expect(accepted).toMatchObject({ provider: "demo", reason: "sid+sub", count: 1 });
+    expect(accepted).toMatchObject({ provider: "demo", reason: "sid+sub", count: 1, accountId: expect.any(String) });
     expect(h.audit.named("session.revoked").some((e) => e.reason === "backchannel_logout" && e.session === h.bff.audit.sessionRef(idOf(token)))).toBe(true);
   });
 
@@ -188,6 +188,14 @@ describe("POST /auth/backchannel-logout/:provider (SECURITY.md I40)", () => {
       ["without jti", (sub, sid) => sign({ ...claims({ sub, sid }), jti: undefined }), "claim jti: missing"],
       ["typed as something else", (sub, sid) => sign(claims({ sub, sid }), { typ: "JWT" }), "typ JWT is not logout+jwt"],
       ["an ID token", async () => h.idp.issued.idTokens.at(-1) ?? "", "typ JWT is not logout+jwt"],
+      ["with an empty sub", (_sub, sid) => sign(claims({ sub: "", sid })), "sub is not a usable string"],
+      ["with a sid of 256 characters", (sub) => sign(claims({ sub, sid: "s".repeat(256) })), "sid is not a usable string"],
+      ["with a numeric jti", (sub, sid) => sign(claims({ sub, sid, jti: 42 as unknown as string })), "jti is not a usable string"],
+      [
+        "signed with a key the provider does not publish",
+        (sub, sid) => importJWK(forgerKey, "RS256").then((key) => new SignJWT(claims({ sub, sid })).setProtectedHeader({ alg: "RS256", kid: "not-published", typ: "logout+jwt" }).sign(key)),
+        "no provider key matches",
+      ],
     ];
     it.each(cases)("%s", async (_name, make, reason) => {
       const { token } = await h.login("hostile-target");
@@ -222,6 +230,12 @@ describe("POST /auth/backchannel-logout/:provider (SECURITY.md I40)", () => {
     });
   });
 
+  it("takes a sub and a sid of 255 characters (the bound itself)", async () => {
+    const response = await postToken(await sign(claims({ sub: "u".repeat(255), sid: "s".repeat(255) })));
+    expect(response.status).toBe(200);
+    expect(h.audit.named("logout.backchannel.accepted").at(-1)).toMatchObject({ reason: "sid+sub", count: 0 });
+  });
+
   it("is a 404 for a provider that does not exist", async () => {
     const response = await post("logout_token=x", undefined, "nope");
     expect(response.status).toBe(404);
@@ -251,6 +265,9 @@ describe("POST /auth/backchannel-logout/:provider (SECURITY.md I40)", () => {
       const { token } = await h.login("typed");
       expect((await postToken(await sign(claims({ sid: sidOf(token) }), { typ }))).status).toBe(200);
       expect(await me(token)).toBe(401);
+      const accepted = h.audit.named("logout.backchannel.accepted").at(-1);
+      expect(accepted).toMatchObject({ reason: "sid", count: 1 });
+      expect(accepted).not.toHaveProperty("accountId");
     }
   });
 

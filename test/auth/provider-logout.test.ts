@@ -101,6 +101,38 @@ describe("provider logout on request (POST /auth/logout?provider=1)", () => {
     expect(await providerAsksWhoYouAre(agent)).toBe(false);
   });
 
+  it("takes any other body as the default logout: JSON that is not {\"provider\": true}, malformed JSON, JSON sent as text", async () => {
+    for (const [type, body] of [
+      ["application/json", "null"],
+      ["application/json", "{"],
+      ["application/json", "[true]"],
+      ["text/plain", JSON.stringify({ provider: true })],
+      [undefined, JSON.stringify({ provider: true })],
+    ] as const) {
+      const { agent, token } = await h.login("body-leaver");
+      const response = await agent.fetch(`${h.origin}/auth/logout`, {
+        method: "POST",
+        headers: { ...h.csrf(), ...(type === undefined ? {} : { "content-type": type }) },
+        body,
+      });
+      expect(response.status).toBe(204);
+      expect(await me(token)).toBe(401);
+    }
+  });
+
+  it("still ends the session, without id_token_hint, when the stored ID token no longer opens", async () => {
+    const { agent, token } = await h.login("tampered-leaver");
+    const [id] = token.split(".");
+    h.bff.db.sqlite.prepare("UPDATE sessions SET id_token = 'v1.k1.AAAAAAAAAAAAAAAA.AAAAAAAAAAAAAAAAAAAAAAAAAAAA' WHERE id = ?").run(id);
+    const response = await agent.fetch(`${h.origin}/auth/logout?provider=1`, { method: "POST", headers: h.csrf() });
+    expect(response.status).toBe(200);
+    const url = new URL(((await response.json()) as { providerLogoutURL: string }).providerLogoutURL);
+    expect(url.searchParams.has("id_token_hint")).toBe(false);
+    expect(url.searchParams.get("client_id")).not.toBeNull();
+    expect(await me(token)).toBe(401);
+    expect(h.audit.named("crypto.decrypt.failed").at(-1)).toMatchObject({ reason: "id token for provider logout" });
+  });
+
   it("is still a CSRF-checked POST", async () => {
     const { token } = await h.login("csrf-leaver");
     const response = await fetch(`${h.origin}/auth/logout?provider=1`, {

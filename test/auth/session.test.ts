@@ -164,7 +164,13 @@ describe("sessions", () => {
     it("answers 401 JSON without a session", async () => {
       const response = await fetch(`${h.origin}/auth/me`);
       expect(response.status).toBe(401);
-      expect(await response.json()).toEqual({ error: "no_session", message: expect.any(String) });
+      expect(await response.json()).toEqual({ error: "no_session", message: "You are not logged in, or your session has ended." });
+    });
+
+    it("lists the providers to log in with, by name and label (GET /auth/providers, no session needed)", async () => {
+      const response = await fetch(`${h.origin}/auth/providers`);
+      expect(response.status).toBe(200);
+      expect(await response.json()).toEqual({ providers: [{ name: "demo", label: expect.any(String) }] });
     });
   });
 
@@ -220,9 +226,13 @@ describe("sessions", () => {
       const strangerId = stranger.token.split(".")[0];
       const refused = await laptop.agent.fetch(`${h.origin}/auth/sessions/${strangerId}`, { method: "DELETE", headers: h.csrf() });
       expect(refused.status).toBe(404);
+      expect(await refused.json()).toEqual({ error: "not_found", message: "No such session." });
+      // Revoking another of one's own sessions leaves one's own cookie alone.
+      expect(refused.headers.getSetCookie()).toEqual([]);
       expect((await me(h, stranger.token)).status).toBe(200);
       const revoked = await laptop.agent.fetch(`${h.origin}/auth/sessions/${phoneId}`, { method: "DELETE", headers: h.csrf() });
       expect(revoked.status).toBe(204);
+      expect(revoked.headers.getSetCookie()).toEqual([]);
       expect((await me(h, phone.token)).status).toBe(401);
       expect((await me(h, laptop.token)).status).toBe(200);
     });
