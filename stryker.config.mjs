@@ -83,9 +83,9 @@ export const modules = {
     timeoutMS: 8_000,
     security: [
       "src/auth/session.ts:60-70",
-      "src/auth/session.ts:93-224",
-      "src/auth/session.ts:277-418",
-      "src/auth/session.ts:450-528",
+      "src/auth/session.ts:93-226",
+      "src/auth/session.ts:279-420",
+      "src/auth/session.ts:452-530",
       "src/auth/csrf.ts",
       "src/auth/cookies.ts",
       "src/auth/return-to.ts",

@@ -106,6 +106,8 @@ export class TokenTamperCheck {
   /** True when the row `session` was validated from holds ciphertexts that passed before: nothing to read or open. */
   passedAtValidation(session: Session): boolean {
     const seen = this.sealedAtValidation.get(session);
+    // Stryker: equivalent (`seen !== undefined` → `true`) — every session that reaches
+    // checkTokens comes from authenticate(), which records it here.
     return seen !== undefined && this.intact.get(session.id) === seen;
   }
 

@@ -23,6 +23,10 @@ describe("#readCookie", () => {
     expect(readCookie(header, SESSION_COOKIE)).toBe(expected);
   });
 
+  it("skips a part without '=' rather than reading it as a second copy of the cookie", () => {
+    expect(readCookie(`${SESSION_COOKIE}x; ${SESSION_COOKIE}=abc`, SESSION_COOKIE)).toBe("abc");
+  });
+
   it("reads a header of 8,192 characters and ignores a longer one entirely", () => {
     const cookie = `${SESSION_COOKIE}=abc`;
     const filler = (length: number): string => `pad=${"x".repeat(length - cookie.length - "pad=; ".length)}; `;

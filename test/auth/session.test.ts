@@ -167,6 +167,12 @@ describe("sessions", () => {
       expect(await response.json()).toEqual({ error: "no_session", message: "You are not logged in, or your session has ended." });
     });
 
+    it("keeps the first 256 characters of a long User-Agent for the session list", async () => {
+      const { agent } = await h.login("long-agent", { userAgent: `Mozilla/5.0 ${"x".repeat(400)}` });
+      const listed = (await (await agent.fetch(`${h.origin}/auth/sessions`)).json()) as { sessions: { userAgent: string; current: boolean }[] };
+      expect(listed.sessions.find((s) => s.current)?.userAgent).toBe(`Mozilla/5.0 ${"x".repeat(400)}`.slice(0, 256));
+    });
+
     it("lists the providers to log in with, by name and label (GET /auth/providers, no session needed)", async () => {
       const response = await fetch(`${h.origin}/auth/providers`);
       expect(response.status).toBe(200);
